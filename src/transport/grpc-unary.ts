@@ -1,0 +1,243 @@
+// A lean gRPC unary path for the hot RPCs (Verify; later Check and health),
+// served straight off node:http2 streams. The generic Connect handler costs
+// ~85% of the transport's ceiling on this path (see the performance issue), so
+// these few methods are framed here while every other call, and every other
+// protocol, goes to connect-node. Protocol duties kept: framing, size limits,
+// grpc-encoding (identity/gzip/deflate), grpc-timeout deadlines, status and
+// message trailers, trailers-only errors.
+import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { gunzip, inflate } from "node:zlib";
+import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { toConnectError } from "./errors.js";
+
+export interface UnaryMethod<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage> {
+  /** "/package.Service/Method" */
+  path: string;
+  input: I;
+  output: O;
+  handle(request: MessageShape<I>, headers: IncomingHttpHeaders): MessageShape<O> | Promise<MessageShape<O>>;
+}
+
+export function unaryMethod<I extends DescMessage, O extends DescMessage>(method: UnaryMethod<I, O>): UnaryMethod {
+  return method as unknown as UnaryMethod;
+}
+
+export interface GrpcUnaryOptions {
+  methods: UnaryMethod[];
+  /** Largest request message accepted, after decompression. */
+  maxMessageBytes: number;
+  /** Called with every error turned into a status, for logging. */
+  onError?: (error: ConnectError, path: string) => void;
+}
+
+export interface GrpcUnaryHandler {
+  /** True when this stream is a gRPC (protobuf) call to one of the lean methods. */
+  accepts(headers: IncomingHttpHeaders): boolean;
+  serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void;
+}
+
+const ACCEPT_ENCODING = "identity,deflate,gzip";
+const TIMEOUT_RE = /^(\d{1,8})([HMSmun])$/;
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+const RESPONSE_HEADERS = {
+  ":status": 200,
+  "content-type": "application/grpc",
+  "grpc-accept-encoding": ACCEPT_ENCODING,
+};
+const OK_TRAILERS = { "grpc-status": "0" };
+
+export function isGrpcProtoContentType(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const semi = contentType.indexOf(";");
+  const base = (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  return base === "application/grpc" || base === "application/grpc+proto";
+}
+
+/** grpc-message is percent-encoded: bytes outside 0x20-0x7E, and '%'. */
+export function encodeGrpcMessage(message: string): string {
+  return /^[\x20-\x24\x26-\x7e]*$/.test(message)
+    ? message
+    : Buffer.from(message, "utf8").reduce(
+        (out, b) => out + (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`),
+        "",
+      );
+}
+
+export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined | null {
+  if (value === undefined) return undefined;
+  const m = typeof value === "string" ? TIMEOUT_RE.exec(value) : null;
+  if (!m) return null;
+  return Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!;
+}
+
+function frame(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + payload.length);
+  out[0] = 0;
+  out.writeUInt32BE(payload.length, 1);
+  out.set(payload, 5);
+  return out;
+}
+
+export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
+  const methods = new Map(options.methods.map((m) => [m.path, m]));
+  const maxBytes = options.maxMessageBytes;
+
+  function sendError(stream: ServerHttp2Stream, error: ConnectError, path: string): void {
+    options.onError?.(error, path);
+    if (stream.destroyed || stream.closed) return;
+    const trailers = { "grpc-status": String(error.code), "grpc-message": encodeGrpcMessage(error.rawMessage) };
+    if (!stream.headersSent) {
+      // Trailers-only response.
+      stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+    } else if (!stream.writableEnded) {
+      stream.end();
+    }
+  }
+
+  function sendMessage(stream: ServerHttp2Stream, method: UnaryMethod, message: MessageShape<DescMessage>): void {
+    if (stream.destroyed || stream.closed) return;
+    const body = frame(toBinary(method.output, message));
+    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+    stream.end(body);
+  }
+
+  function run(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, payload: Uint8Array): void {
+    let request: MessageShape<DescMessage>;
+    try {
+      request = fromBinary(method.input, payload);
+    } catch (cause) {
+      sendError(stream, new ConnectError(`request is not a valid ${method.input.typeName} message`, Code.InvalidArgument, undefined, undefined, cause), method.path);
+      return;
+    }
+    let result: MessageShape<DescMessage> | Promise<MessageShape<DescMessage>>;
+    try {
+      result = method.handle(request, headers);
+    } catch (error) {
+      sendError(stream, toConnectError(error), method.path);
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      sendMessage(stream, method, result);
+      return;
+    }
+    const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    if (typeof timeout === "number") {
+      timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        sendError(stream, new ConnectError("deadline exceeded", Code.DeadlineExceeded), method.path);
+      }, Math.max(0, timeout));
+    }
+    result.then(
+      (response) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        sendMessage(stream, method, response);
+      },
+      (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        sendError(stream, toConnectError(error), method.path);
+      },
+    );
+  }
+
+  function onBody(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, body: Buffer): void {
+    if (body.length < 5) {
+      sendError(stream, new ConnectError(body.length === 0 ? "missing request message" : "truncated message frame", Code.InvalidArgument), method.path);
+      return;
+    }
+    const compressed = body[0]! & 1;
+    const length = body.readUInt32BE(1);
+    if (body.length < 5 + length) {
+      sendError(stream, new ConnectError("truncated message frame", Code.InvalidArgument), method.path);
+      return;
+    }
+    if (body.length > 5 + length) {
+      sendError(stream, new ConnectError("unary call received more than one request message", Code.InvalidArgument), method.path);
+      return;
+    }
+    const payload = body.subarray(5);
+    if (!compressed) {
+      run(stream, headers, method, payload);
+      return;
+    }
+    const encoding = headers["grpc-encoding"];
+    if (encoding === undefined || encoding === "identity") {
+      sendError(stream, new ConnectError("compressed message without grpc-encoding", Code.Internal), method.path);
+      return;
+    }
+    const inflateFn = encoding === "gzip" ? gunzip : inflate;
+    inflateFn(payload, { maxOutputLength: maxBytes }, (error, plain) => {
+      if (error) {
+        const tooBig = (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE";
+        sendError(
+          stream,
+          tooBig
+            ? new ConnectError(`request message exceeds ${maxBytes} bytes`, Code.ResourceExhausted)
+            : new ConnectError(`request message is not valid ${encoding}`, Code.InvalidArgument),
+          method.path,
+        );
+        return;
+      }
+      run(stream, headers, method, plain);
+    });
+  }
+
+  return {
+    accepts(headers) {
+      return headers[":method"] === "POST" && methods.has(headers[":path"] ?? "") && isGrpcProtoContentType(headers["content-type"]);
+    },
+    serve(stream, headers) {
+      const method = methods.get(headers[":path"]!)!;
+      // A client reset must never become an uncaught error.
+      stream.on("error", () => {});
+      const encoding = headers["grpc-encoding"];
+      if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
+        if (!stream.headersSent) {
+          stream.respond(
+            {
+              ...RESPONSE_HEADERS,
+              "grpc-status": String(Code.Unimplemented),
+              "grpc-message": encodeGrpcMessage(`unsupported grpc-encoding "${String(encoding)}"; supported: ${ACCEPT_ENCODING}`),
+            },
+            { endStream: true },
+          );
+        }
+        return;
+      }
+      if (parseGrpcTimeout(headers["grpc-timeout"]) === null) {
+        sendError(stream, new ConnectError("invalid grpc-timeout header", Code.InvalidArgument), method.path);
+        return;
+      }
+      let first: Buffer | undefined;
+      let chunks: Buffer[] | undefined;
+      let total = 0;
+      let failed = false;
+      stream.on("data", (chunk: Buffer) => {
+        if (failed) return;
+        total += chunk.length;
+        if (total > maxBytes + 5) {
+          failed = true;
+          sendError(stream, new ConnectError(`request message exceeds ${maxBytes} bytes`, Code.ResourceExhausted), method.path);
+          // Stop receiving the rest of an oversized body.
+          stream.close();
+          return;
+        }
+        if (first === undefined) first = chunk;
+        else (chunks ??= [first]).push(chunk);
+      });
+      stream.on("end", () => {
+        if (failed) return;
+        const body = chunks ? Buffer.concat(chunks, total) : (first ?? Buffer.alloc(0));
+        onBody(stream, headers, method, body);
+      });
+    },
+  };
+}

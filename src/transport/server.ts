@@ -1,0 +1,128 @@
+// One listening address for every protocol: the first bytes of a connection
+// tell HTTP/2 prior knowledge (gRPC, h2c Connect/gRPC-Web) from HTTP/1.1
+// (Connect, gRPC-Web, plain HTTP endpoints). HTTP/2 streams for the lean gRPC
+// methods are served straight off the stream; everything else goes through
+// connect-node's adapter.
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  createServer as createHttp2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from "node:http2";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import type { GrpcUnaryHandler } from "./grpc-unary.js";
+
+export type HttpHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+
+export interface ServerOptions {
+  /** Serves every request the lean path does not take (connect-node adapter, plain HTTP routes). */
+  handler: HttpHandler;
+  unary: GrpcUnaryHandler;
+  /** Concurrent streams per HTTP/2 connection. */
+  maxConcurrentStreams?: number;
+  /** Largest header block accepted, bytes. */
+  maxHeaderBytes?: number;
+  /** A connection that sends nothing for this long is closed. */
+  idleTimeoutMs?: number;
+}
+
+export interface KeywardServer {
+  listen(host: string, port: number): Promise<AddressInfo>;
+  address(): AddressInfo;
+  /** Stops accepting, lets in-flight calls finish, and force-closes what remains after graceMs. */
+  close(graceMs: number): Promise<void>;
+}
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export function createKeywardServer(options: ServerOptions): KeywardServer {
+  const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
+  const http1 = createHttpServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: 5_000 }, options.handler);
+  const http2 = createHttp2Server(
+    {
+      maxSessionMemory: 64,
+      maxHeaderListPairs: 256,
+      settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1000, maxHeaderListSize: maxHeaderBytes },
+    },
+    options.handler,
+  );
+  // Route HTTP/2 streams ourselves: the lean path takes its methods, the rest
+  // go on to Node's compat layer (req/res), which connect-node needs.
+  const compat = http2.listeners("stream") as ((...args: unknown[]) => void)[];
+  http2.removeAllListeners("stream");
+  http2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    if (options.unary.accepts(headers)) options.unary.serve(stream, headers);
+    else for (const listener of compat) listener.call(http2, stream, headers, flags, rawHeaders);
+  });
+
+  const sockets = new Set<Socket>();
+  const sessions = new Set<Http2Session>();
+  http2.on("session", (session: Http2Session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+    session.on("error", () => {});
+  });
+  http2.setTimeout(idleTimeoutMs);
+  http1.setTimeout(idleTimeoutMs);
+
+  const net = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    socket.setNoDelay(true);
+    let seen: Buffer = Buffer.alloc(0);
+    const sniffTimer = setTimeout(() => socket.destroy(), Math.min(idleTimeoutMs, 10_000));
+    const onData = (chunk: Buffer) => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, H2_PREFACE.length);
+      const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      // Wait for more bytes while a short first chunk could still be either.
+      if (isH2 && n < H2_PREFACE.length) return;
+      clearTimeout(sniffTimer);
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(seen);
+      (isH2 ? http2 : http1).emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+  });
+
+  let draining = false;
+  return {
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        net.once("error", reject);
+        net.listen({ host, port }, () => {
+          net.off("error", reject);
+          resolve(net.address() as AddressInfo);
+        });
+      });
+    },
+    address: () => net.address() as AddressInfo,
+    async close(graceMs) {
+      if (draining) return;
+      draining = true;
+      const closed = new Promise<void>((resolve) => net.close(() => resolve()));
+      // GOAWAY: clients stop sending new streams; in-flight ones finish.
+      for (const session of sessions) session.close();
+      http1.closeIdleConnections();
+      const idle = async () => {
+        while (sockets.size > 0) {
+          http1.closeIdleConnections();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([idle(), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+      await closed;
+    },
+  };
+}
