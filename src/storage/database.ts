@@ -1,0 +1,167 @@
+// Opens the keyward database (SQLite or PostgreSQL) behind the storage ports
+// of src/core/model.ts. Drivers are imported lazily so a PostgreSQL
+// deployment never loads the native SQLite addon and vice versa.
+
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type { MigrationObject, Options } from "@mikro-orm/core";
+import { Migrator } from "@mikro-orm/migrations";
+import type { AuditStore, KeyStore, SettingStore } from "../core/model.js";
+import { createAuditStore } from "./audit-store.js";
+import { parseDatabaseUrl, type DatabaseKind, type ParsedDatabaseUrl } from "./database-url.js";
+import { entities } from "./entities.js";
+import { createKeyStore } from "./key-store.js";
+import type { SqlOrm } from "./orm-types.js";
+import { createPgClient } from "./pg-client.js";
+import { createQueryLogger, type QueryListener } from "./query-logger.js";
+import { createSettingStore } from "./setting-store.js";
+import { guarded } from "./storage-errors.js";
+
+export type { DatabaseKind };
+
+export interface DatabaseOptions {
+  /** KEYWARD_DATABASE_URL: sqlite:PATH, sqlite::memory:, postgres://... or postgresql://... */
+  url: string;
+  /** Receives every SQL statement executed (with placeholders, never values). */
+  debugQueries?: (sql: string) => void;
+  /** PostgreSQL pool size (default: pg's 10). SQLite always uses one connection. */
+  poolMax?: number;
+}
+
+export interface Database {
+  kind: DatabaseKind;
+  keys: KeyStore;
+  settings: SettingStore;
+  audit: AuditStore;
+  /** Applies pending migrations; safe to call concurrently from several processes on PostgreSQL. */
+  migrate(): Promise<void>;
+  /** Runs `select 1`; rejects when the database is unreachable. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+  orm: SqlOrm;
+}
+
+export const MIGRATIONS_TABLE = "keyward_migrations";
+
+// Arbitrary constant naming keyward's migration lock among all advisory locks in the database.
+const PG_MIGRATION_LOCK_ID = 7_204_917_311;
+
+export interface OrmOptionsInput {
+  debugQueries?: QueryListener;
+  poolMax?: number;
+  /** Runtime passes the compiled-in list; the migration generator passes a folder instead. */
+  migrations: Options["migrations"];
+}
+
+/** MikroORM options shared by the runtime and src/storage/create-migration.ts. */
+export function createOrmOptions(target: ParsedDatabaseUrl, input: OrmOptionsInput): Partial<Options> {
+  const common: Partial<Options> = {
+    entities,
+    extensions: [Migrator],
+    // Our logger decides what is reported; 'query' must be on for it to see statements.
+    debug: input.debugQueries ? ["query"] : false,
+    loggerFactory: () => createQueryLogger(input.debugQueries),
+    // Each store call forks explicitly; touching the global EntityManager is a bug.
+    allowGlobalContext: false,
+    // Creating a missing database is migrate()'s job, not every connection's.
+    ensureDatabase: false,
+    migrations: { tableName: MIGRATIONS_TABLE, silent: true, ...input.migrations },
+  };
+  if (target.kind === "sqlite") {
+    return { ...common, dbName: target.path };
+  }
+  return {
+    ...common,
+    clientUrl: target.url,
+    pool: input.poolMax === undefined ? {} : { max: input.poolMax },
+    // Fail instead of hanging when the server is unreachable.
+    driverOptions: { connectionTimeoutMillis: 10_000 },
+  };
+}
+
+async function initOrm(target: ParsedDatabaseUrl, options: Partial<Options>): Promise<SqlOrm> {
+  if (target.kind === "sqlite") {
+    const { MikroORM } = await import("@mikro-orm/sqlite");
+    return (await MikroORM.init(options as Parameters<typeof MikroORM.init>[0])) as unknown as SqlOrm;
+  }
+  const { MikroORM } = await import("@mikro-orm/postgresql");
+  return (await MikroORM.init(options as Parameters<typeof MikroORM.init>[0])) as unknown as SqlOrm;
+}
+
+async function loadMigrations(kind: DatabaseKind): Promise<MigrationObject[]> {
+  const module =
+    kind === "sqlite"
+      ? await import("./migrations/sqlite/index.js")
+      : await import("./migrations/postgresql/index.js");
+  return module.migrations;
+}
+
+/**
+ * Holds a session-level advisory lock on a dedicated connection (outside the
+ * ORM pool, so a pool of one cannot deadlock) while `run` executes. A second
+ * instance blocks here until the first has committed, then finds nothing pending.
+ */
+async function withPgMigrationLock<T>(url: string, debugQueries: QueryListener | undefined, run: () => Promise<T>): Promise<T> {
+  const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  try {
+    debugQueries?.("select pg_advisory_lock($1)");
+    await client.query("select pg_advisory_lock($1)", [PG_MIGRATION_LOCK_ID]);
+    try {
+      return await run();
+    } finally {
+      debugQueries?.("select pg_advisory_unlock($1)");
+      await client.query("select pg_advisory_unlock($1)", [PG_MIGRATION_LOCK_ID]);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createDatabase(options: DatabaseOptions): Promise<Database> {
+  const target = parseDatabaseUrl(options.url);
+  if (target.kind === "sqlite" && target.path !== ":memory:") {
+    mkdirSync(dirname(target.path), { recursive: true });
+  }
+  const migrationsList = await loadMigrations(target.kind);
+  const orm = await initOrm(
+    target,
+    createOrmOptions(target, {
+      debugQueries: options.debugQueries,
+      poolMax: options.poolMax,
+      migrations: { migrationsList, snapshot: false },
+    }),
+  );
+  if (target.kind === "sqlite" && target.path !== ":memory:") {
+    // WAL lets readers (Verify lookups) proceed while a writer commits.
+    await orm.em.fork().execute("pragma journal_mode = wal");
+  }
+
+  return {
+    kind: target.kind,
+    keys: createKeyStore(orm),
+    settings: createSettingStore(orm),
+    audit: createAuditStore(orm),
+    orm,
+    async migrate() {
+      await guarded("migrate", async () => {
+        const up = async () => {
+          await orm.migrator.up();
+        };
+        if (target.kind === "postgresql") {
+          await withPgMigrationLock(target.url, options.debugQueries, up);
+        } else {
+          await up();
+        }
+      });
+    },
+    async ping() {
+      await guarded("ping", async () => {
+        await orm.em.fork().execute("select 1");
+      });
+    },
+    async close() {
+      await orm.close();
+    },
+  };
+}

@@ -1,0 +1,149 @@
+// KeyStore over MikroORM. Each call works on its own EntityManager fork; each
+// mutation commits the change and its audit event in one transaction.
+
+import type { FilterQuery } from "@mikro-orm/core";
+import type { AuditInput, KeyListQuery, KeyPatch, KeyRecord, KeyStore, UsageDelta } from "../core/model.js";
+import { recordAudit } from "./audit-store.js";
+import { ApiKeyEntity } from "./entities.js";
+import type { SqlEntityManager, SqlOrm } from "./orm-types.js";
+import { toKeyRecord } from "./records.js";
+import { guarded } from "./storage-errors.js";
+
+// Written by hand so the increment and the max() happen in the database, not
+// read-modify-write in JS: concurrent flushes from several instances add up.
+const ADD_USAGE_SQL =
+  "update api_keys set request_count = request_count + ?, " +
+  "last_used_at = case when last_used_at is null or last_used_at < ? then ? else last_used_at end " +
+  "where id = ?";
+
+const PATCH_FIELDS = [
+  "name",
+  "nameAr",
+  "scopes",
+  "rateLimit",
+  "rateLimitWindowSeconds",
+  "expiresAt",
+  "enabled",
+  "metadata",
+] as const satisfies readonly (keyof KeyPatch)[];
+
+function byId(id: string, tenantId: string | undefined): { id: string; tenantId?: string } {
+  return tenantId === undefined ? { id } : { id, tenantId };
+}
+
+async function findKey(em: SqlEntityManager, id: string, tenantId: string | undefined): Promise<ApiKeyEntity | null> {
+  return em.findOne(ApiKeyEntity, byId(id, tenantId));
+}
+
+/** Sums duplicate ids and orders by id, so concurrent batches lock rows in the same order. */
+function mergeDeltas(deltas: UsageDelta[]): UsageDelta[] {
+  const merged = new Map<string, UsageDelta>();
+  for (const delta of deltas) {
+    const seen = merged.get(delta.id);
+    if (seen === undefined) {
+      merged.set(delta.id, { ...delta });
+    } else {
+      seen.count += delta.count;
+      if (delta.lastUsedAt > seen.lastUsedAt) seen.lastUsedAt = delta.lastUsedAt;
+    }
+  }
+  return [...merged.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+export function createKeyStore(orm: SqlOrm): KeyStore {
+  return {
+    findByHash(hash) {
+      return guarded("key.findByHash", async () => {
+        const entity = await orm.em.fork().findOne(ApiKeyEntity, { hash });
+        return entity ? toKeyRecord(entity) : null;
+      });
+    },
+
+    findById(id, tenantId) {
+      return guarded("key.findById", async () => {
+        const entity = await findKey(orm.em.fork(), id, tenantId);
+        return entity ? toKeyRecord(entity) : null;
+      });
+    },
+
+    insert(record: KeyRecord, audit: AuditInput) {
+      return guarded("key.insert", () =>
+        orm.em.fork().transactional(async (em) => {
+          await em.insert(ApiKeyEntity, {
+            ...record,
+            scopes: [...record.scopes],
+            metadata: { ...record.metadata },
+          });
+          await recordAudit(em, record.tenantId, record.id, audit);
+        }),
+      );
+    },
+
+    update(id, tenantId, patch, audit) {
+      return guarded("key.update", () =>
+        orm.em.fork().transactional(async (em) => {
+          const changes: Partial<KeyRecord> = { updatedAt: audit.at };
+          for (const field of PATCH_FIELDS) {
+            if (patch[field] !== undefined) Object.assign(changes, { [field]: patch[field] });
+          }
+          const affected = await em.nativeUpdate(ApiKeyEntity, byId(id, tenantId), changes);
+          if (affected === 0) return null;
+          const entity = await findKey(em, id, tenantId);
+          if (entity === null) return null;
+          await recordAudit(em, entity.tenantId, entity.id, audit);
+          return toKeyRecord(entity);
+        }),
+      );
+    },
+
+    revoke(id, tenantId, reason, audit) {
+      return guarded("key.revoke", () =>
+        orm.em.fork().transactional(async (em) => {
+          // Conditional update: of two concurrent revokes exactly one matches,
+          // so the audit event is written once.
+          const affected = await em.nativeUpdate(
+            ApiKeyEntity,
+            { ...byId(id, tenantId), revokedAt: null },
+            { revokedAt: audit.at, revokedReason: reason, updatedAt: audit.at },
+          );
+          const entity = await findKey(em, id, tenantId);
+          if (entity === null) return null;
+          if (affected > 0) await recordAudit(em, entity.tenantId, entity.id, audit);
+          return toKeyRecord(entity);
+        }),
+      );
+    },
+
+    list(query: KeyListQuery) {
+      return guarded("key.list", async () => {
+        if (query.limit <= 0) return [];
+        const where: FilterQuery<ApiKeyEntity>[] = [{ tenantId: query.tenantId }];
+        if (!query.includeRevoked) where.push({ revokedAt: null });
+        const { after } = query;
+        if (after) {
+          where.push({
+            $or: [{ createdAt: { $lt: after.createdAt } }, { createdAt: after.createdAt, id: { $lt: after.id } }],
+          });
+        }
+        const rows = await orm.em.fork().find(
+          ApiKeyEntity,
+          { $and: where },
+          { orderBy: { createdAt: "desc", id: "desc" }, limit: query.limit },
+        );
+        return rows.map(toKeyRecord);
+      });
+    },
+
+    addUsage(deltas) {
+      return guarded("key.addUsage", async () => {
+        if (deltas.length === 0) return;
+        const merged = mergeDeltas(deltas);
+        await orm.em.fork().transactional(async (em) => {
+          for (const delta of merged) {
+            await em.execute(ADD_USAGE_SQL, [delta.count, delta.lastUsedAt, delta.lastUsedAt, delta.id], "run");
+          }
+        });
+      });
+    },
+  };
+}

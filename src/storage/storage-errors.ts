@@ -1,0 +1,49 @@
+// Converts database driver errors into errors that are safe to show and log.
+// MikroORM's exception messages embed the SQL with its values inlined (and,
+// on PostgreSQL, the constraint detail "Key (hash)=(...)"), so neither the
+// message nor the original error may travel further; only the error class
+// name and SQLSTATE/driver code survive.
+
+import { ConnectionException, DriverException, UniqueConstraintViolationException } from "@mikro-orm/core";
+import { KeywardError } from "../core/errors.js";
+
+/** Safe summary of a driver failure, usable as `cause` in logs. */
+export class StorageFailure extends Error {
+  readonly code: string | undefined;
+  constructor(operation: string, error: DriverException) {
+    const code = error.sqlState ?? error.code;
+    super(`${operation} failed: ${error.name}${code ? ` (code ${code})` : ""}`);
+    this.name = "StorageFailure";
+    this.code = code;
+  }
+}
+
+// Socket-level failures (no SQL involved) that mean the database cannot be reached.
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EHOSTUNREACH", "EPIPE"]);
+
+export function sanitizeStorageError(operation: string, error: unknown): unknown {
+  if (!(error instanceof DriverException)) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === "string" && NETWORK_CODES.has(code)) {
+      return new KeywardError("unavailable", "database unavailable", { cause: error });
+    }
+    return error;
+  }
+  const cause = new StorageFailure(operation, error);
+  if (error instanceof UniqueConstraintViolationException) {
+    return new KeywardError("already_exists", "a record with the same identity already exists", { cause });
+  }
+  if (error instanceof ConnectionException) {
+    return new KeywardError("unavailable", "database unavailable", { cause });
+  }
+  return cause;
+}
+
+/** Runs one store operation, replacing driver errors by sanitized ones. */
+export async function guarded<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw sanitizeStorageError(operation, error);
+  }
+}
