@@ -1,5 +1,6 @@
 // Environment → one validated, typed Config. A bad value stops the start with
 // a message that names the variable.
+import { parseDatabaseUrl } from "./storage/database-url.js";
 
 export interface Config {
   listen: { host: string; port: number };
@@ -48,11 +49,10 @@ export function parseListen(raw: string, name = "KEYWARD_LISTEN"): { host: strin
 
 export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = env.KEYWARD_DATABASE_URL?.trim() || "sqlite:./data/keyward.db";
-  if (!/^(sqlite:.+|postgres(ql)?:\/\/.+)$/.test(databaseUrl)) {
-    throw new ConfigError(
-      "KEYWARD_DATABASE_URL",
-      "expected sqlite:PATH, sqlite::memory: or postgres://USER@HOST:PORT/DB",
-    );
+  try {
+    parseDatabaseUrl(databaseUrl);
+  } catch (error) {
+    throw new ConfigError("KEYWARD_DATABASE_URL", (error as Error).message.replace(/^Invalid KEYWARD_DATABASE_URL: /, ""));
   }
   const adminToken = env.KEYWARD_ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {

@@ -41,7 +41,22 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export function createKeywardServer(options: ServerOptions): KeywardServer {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
   const idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
-  const http1 = createHttpServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: 5_000 }, options.handler);
+  // HTTP/1.1 connections are handed over by the sniffer, so the http server
+  // never listens and its own idle-connection tracking is off: track here
+  // which keep-alive sockets are between requests, to close them on drain.
+  const http1Active = new Map<Socket, number>();
+  let draining = false;
+  const http1 = createHttpServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: 5_000 }, (req, res) => {
+    const socket = req.socket;
+    http1Active.set(socket, (http1Active.get(socket) ?? 0) + 1);
+    if (draining) res.setHeader("connection", "close");
+    res.once("close", () => {
+      const left = (http1Active.get(socket) ?? 1) - 1;
+      http1Active.set(socket, left);
+      if (draining && left === 0) socket.end();
+    });
+    options.handler(req, res);
+  });
   const http2 = createHttp2Server(
     {
       maxSessionMemory: 64,
@@ -86,13 +101,24 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       socket.off("data", onData);
       socket.pause();
       socket.unshift(seen);
-      (isH2 ? http2 : http1).emit("connection", socket);
-      socket.resume();
+      if (isH2) {
+        // The HTTP/2 session takes the buffered bytes and then reads the native
+        // handle itself; resuming the JS stream here would steal its input.
+        http2.emit("connection", socket);
+      } else {
+        http1Active.set(socket, 0);
+        socket.once("close", () => http1Active.delete(socket));
+        http1.emit("connection", socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
   });
 
-  let draining = false;
+  const closeIdleHttp1 = () => {
+    for (const [socket, active] of http1Active) if (active === 0) socket.end();
+  };
+
   return {
     listen(host, port) {
       return new Promise((resolve, reject) => {
@@ -110,12 +136,9 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
       // GOAWAY: clients stop sending new streams; in-flight ones finish.
       for (const session of sessions) session.close();
-      http1.closeIdleConnections();
+      closeIdleHttp1();
       const idle = async () => {
-        while (sockets.size > 0) {
-          http1.closeIdleConnections();
-          await new Promise((r) => setTimeout(r, 20));
-        }
+        while (sockets.size > 0) await new Promise((r) => setTimeout(r, 10));
       };
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([idle(), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
