@@ -12,12 +12,14 @@ import { createRateLimiter } from "./core/rate-limiter.js";
 import { createSettingsManager } from "./core/settings.js";
 import { createUsageRecorder, type UsageRecorder } from "./core/usage.js";
 import { createVerifier } from "./core/verifier.js";
-import { VerifyRequestSchema, VerifyResponseSchema } from "./gen/keyward/v1/keys_pb.js";
+import { KeyService, VerifyRequestSchema, VerifyResponseSchema } from "./gen/keyward/v1/keys_pb.js";
+import { SettingsService } from "./gen/keyward/v1/settings_pb.js";
 import type { Logger } from "./logger.js";
 import { createDatabase, type Database } from "./storage/database.js";
 import { createGrpcUnaryHandler, unaryMethod } from "./transport/grpc-unary.js";
 import { createKeyService, createVerifyHandler } from "./transport/key-service.js";
 import { createErrorInterceptor, createRoutes } from "./transport/routes.js";
+import { createReflectionServices, reflectionServiceDescs } from "./transport/reflection.js";
 import { createKeywardServer, type KeywardServer } from "./transport/server.js";
 import { createSettingsService } from "./transport/settings-service.js";
 import { isServerFault } from "./transport/errors.js";
@@ -71,7 +73,11 @@ export async function createApp(options: AppOptions): Promise<App> {
 
   const shutdown = new AbortController();
   const connectHandler = connectNodeAdapter({
-    routes: createRoutes({ keyService, settingsService }),
+    routes: createRoutes({
+      keyService,
+      settingsService,
+      reflection: createReflectionServices({ services: [KeyService, SettingsService, ...reflectionServiceDescs] }),
+    }),
     interceptors: [createErrorInterceptor(logger)],
     acceptCompression: [compressionGzip, compressionBrotli],
     readMaxBytes: config.maxMessageBytes,

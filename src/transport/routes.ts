@@ -2,18 +2,24 @@
 import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { KeyService } from "../gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "../gen/keyward/v1/settings_pb.js";
+import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
+import * as reflectionV1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import type { ReflectionServices } from "./reflection.js";
 import type { Logger } from "../logger.js";
 import { isServerFault, toConnectError } from "./errors.js";
 
 export interface RoutesOptions {
   keyService: ServiceImpl<typeof KeyService>;
   settingsService: ServiceImpl<typeof SettingsService>;
+  reflection: ReflectionServices;
 }
 
 export function createRoutes(options: RoutesOptions) {
   return (router: ConnectRouter) => {
     router.service(KeyService, options.keyService);
     router.service(SettingsService, options.settingsService);
+    router.service(reflectionV1.ServerReflection, options.reflection.v1);
+    router.service(reflectionV1alpha.ServerReflection, options.reflection.v1alpha);
   };
 }
 
