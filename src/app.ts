@@ -81,6 +81,8 @@ export async function createApp(options: AppOptions): Promise<App> {
     interceptors: [createErrorInterceptor(logger)],
     acceptCompression: [compressionGzip, compressionBrotli],
     readMaxBytes: config.maxMessageBytes,
+    // JSON callers (curl) should see "valid": false rather than a missing field.
+    jsonOptions: { alwaysEmitImplicit: true },
     writeMaxBytes: 16 * 1024 * 1024,
     maxTimeoutMs: 5 * 60_000,
     shutdownSignal: shutdown.signal,
