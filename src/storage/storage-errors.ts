@@ -33,7 +33,13 @@ export function sanitizeStorageError(operation: string, error: unknown): unknown
   if (error instanceof UniqueConstraintViolationException) {
     return new KeywardError("already_exists", "a record with the same identity already exists", { cause });
   }
-  if (error instanceof ConnectionException) {
+  // pg's socket errors reach us wrapped in a plain DriverException (code ECONNREFUSED...) or,
+  // for a dropped or timed-out connection, with no code at all: all mean "cannot reach it".
+  if (
+    error instanceof ConnectionException ||
+    (cause.code !== undefined && NETWORK_CODES.has(cause.code)) ||
+    /connection terminated|connection timeout/i.test(error.message)
+  ) {
     return new KeywardError("unavailable", "database unavailable", { cause });
   }
   return cause;
