@@ -12,6 +12,19 @@ export interface Config {
   shutdownTimeoutSeconds: number;
   maxMessageBytes: number;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  /** ext_authz Check and forward-auth: where the credential is read, what reaches upstream. */
+  authz: AuthzConfig;
+  /** Seconds between reporting NOT_SERVING and closing the listener, so proxies notice first. */
+  drainDelaySeconds: number;
+}
+
+export interface AuthzConfig {
+  /** Lowercase header carrying the raw key (KEYWARD_AUTHZ_API_KEY_HEADER). */
+  apiKeyHeader: string;
+  /** Also accept `authorization: Bearer <key>` (KEYWARD_AUTHZ_ACCEPT_BEARER). */
+  acceptBearer: boolean;
+  /** ext_authz: strip the credential header before the request goes upstream (KEYWARD_AUTHZ_REMOVE_CREDENTIAL). */
+  removeCredential: boolean;
 }
 
 export class ConfigError extends Error {
@@ -35,6 +48,28 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
   const n = Number(raw.trim());
   if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return fallback;
+  if (["1", "true", "yes", "on"].includes(raw)) return true;
+  if (["0", "false", "no", "off"].includes(raw)) return false;
+  throw new ConfigError(name, `expected true or false, got "${env[name]}"`);
+}
+
+// RFC 9110 token characters; header names are compared lowercase.
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
+function apiKeyHeader(env: Env): string {
+  const name = "KEYWARD_AUTHZ_API_KEY_HEADER";
+  const value = (env[name]?.trim() || "x-api-key").toLowerCase();
+  if (!HEADER_NAME_RE.test(value)) throw new ConfigError(name, `"${env[name]}" is not a valid HTTP header name`);
+  // authorization is read as Bearer (KEYWARD_AUTHZ_ACCEPT_BEARER); x-keyward-* carry identity upstream.
+  if (value === "authorization" || value.startsWith("x-keyward-") || value === "host") {
+    throw new ConfigError(name, `"${value}" cannot carry the key; use KEYWARD_AUTHZ_ACCEPT_BEARER for authorization: Bearer`);
+  }
+  return value;
 }
 
 export function parseListen(raw: string, name = "KEYWARD_LISTEN"): { host: string; port: number } {
@@ -80,6 +115,12 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutSeconds: int(env, "KEYWARD_SHUTDOWN_TIMEOUT_SECONDS", 25, 0, 3600),
     maxMessageBytes: int(env, "KEYWARD_MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
     logLevel: logLevel as Config["logLevel"],
+    authz: {
+      apiKeyHeader: apiKeyHeader(env),
+      acceptBearer: bool(env, "KEYWARD_AUTHZ_ACCEPT_BEARER", true),
+      removeCredential: bool(env, "KEYWARD_AUTHZ_REMOVE_CREDENTIAL", true),
+    },
+    drainDelaySeconds: int(env, "KEYWARD_DRAIN_DELAY_SECONDS", 0, 0, 300),
   };
 }
 
