@@ -12,12 +12,12 @@ import { createRateLimiter } from "./core/rate-limiter.js";
 import { createSettingsManager } from "./core/settings.js";
 import { createUsageRecorder, type UsageRecorder } from "./core/usage.js";
 import { createVerifier } from "./core/verifier.js";
-import { KeyService, VerifyRequestSchema, VerifyResponseSchema } from "./gen/keyward/v1/keys_pb.js";
+import { KeyService } from "./gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "./gen/keyward/v1/settings_pb.js";
 import type { Logger } from "./logger.js";
 import { createDatabase, type Database } from "./storage/database.js";
-import { createGrpcUnaryHandler, unaryMethod } from "./transport/grpc-unary.js";
-import { createKeyService, createVerifyHandler } from "./transport/key-service.js";
+import { createGrpcUnaryHandler } from "./transport/grpc-unary.js";
+import { createKeyService, createVerifyMethod } from "./transport/key-service.js";
 import { createErrorInterceptor, createRoutes } from "./transport/routes.js";
 import { createReflectionServices, reflectionServiceDescs } from "./transport/reflection.js";
 import { createKeywardServer, type KeywardServer } from "./transport/server.js";
@@ -69,7 +69,6 @@ export async function createApp(options: AppOptions): Promise<App> {
 
   const keyService = createKeyService({ verifier, keys, usage, auth });
   const settingsService = createSettingsService({ settings, auth });
-  const verify = createVerifyHandler({ verifier, usage });
 
   const shutdown = new AbortController();
   const connectHandler = connectNodeAdapter({
@@ -90,7 +89,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const unary = createGrpcUnaryHandler({
     maxMessageBytes: config.maxMessageBytes,
     methods: [
-      unaryMethod({ path: "/keyward.v1.KeyService/Verify", input: VerifyRequestSchema, output: VerifyResponseSchema, handle: verify }),
+      createVerifyMethod({ verifier, usage }),
     ],
     onError: (error, path) => {
       if (isServerFault(error)) logger.error({ rpc: path, code: error.code, err: error.cause ?? error }, "rpc failed");

@@ -17,6 +17,8 @@ import {
   type VerifyResponse,
 } from "../gen/keyward/v1/keys_pb.js";
 import { apiKeyToProto, timestampToDate, verifyCodeToProto } from "./convert.js";
+import { lean, type UnaryMethod } from "./grpc-unary.js";
+import { decodeVerifyRequest, encodeVerifyResponse, type VerifyInput } from "./verify-codec.js";
 
 export interface KeyServiceOptions {
   verifier: Verifier;
@@ -30,7 +32,21 @@ export const MAX_VERIFY_KEY_BYTES = Math.max(512, MAX_KEY_LENGTH);
 
 export type VerifyHandler = (request: VerifyRequest) => VerifyResponse | Promise<VerifyResponse>;
 
-/** Verify as a plain function, shared by the Connect router and the lean gRPC path. */
+/** Verify's input rules, shared by both paths: a caller bug is an error, an unknown key is not. */
+export function checkVerifyInput(key: string, requiredScopes: readonly string[]): void {
+  if (key === "") throw invalidArgument("key is required");
+  if (key.length > MAX_VERIFY_KEY_BYTES) throw invalidArgument(`key must be at most ${MAX_VERIFY_KEY_BYTES} characters`);
+  if (requiredScopes.length > LIMITS.scopes) {
+    throw invalidArgument(`required_scopes may hold at most ${LIMITS.scopes} entries`);
+  }
+  for (const scope of requiredScopes) {
+    if (scope.length === 0 || scope.length > LIMITS.scopeLength) {
+      throw invalidArgument(`required_scopes entries must be 1-${LIMITS.scopeLength} characters`);
+    }
+  }
+}
+
+/** Verify for the Connect router (every protocol but lean gRPC). */
 export function createVerifyHandler(options: Pick<KeyServiceOptions, "verifier" | "usage">): VerifyHandler {
   const { verifier, usage } = options;
   const respond = (decision: Decision): VerifyResponse =>
@@ -47,21 +63,24 @@ export function createVerifyHandler(options: Pick<KeyServiceOptions, "verifier" 
         : undefined,
     });
   return (request) => {
-    if (request.key === "") throw invalidArgument("key is required");
-    if (request.key.length > MAX_VERIFY_KEY_BYTES) {
-      throw invalidArgument(`key must be at most ${MAX_VERIFY_KEY_BYTES} characters`);
-    }
-    if (request.requiredScopes.length > LIMITS.scopes) {
-      throw invalidArgument(`required_scopes may hold at most ${LIMITS.scopes} entries`);
-    }
-    for (const scope of request.requiredScopes) {
-      if (scope.length === 0 || scope.length > LIMITS.scopeLength) {
-        throw invalidArgument(`required_scopes entries must be 1-${LIMITS.scopeLength} characters`);
-      }
-    }
+    checkVerifyInput(request.key, request.requiredScopes);
     const decision = verifier.verify(request.key, request.requiredScopes);
     return decision instanceof Promise ? decision.then(respond) : respond(decision);
   };
+}
+
+/** Verify on the lean gRPC path: the same decision, with the hand-written codec. */
+export function createVerifyMethod(options: Pick<KeyServiceOptions, "verifier" | "usage">): UnaryMethod {
+  const { verifier, usage } = options;
+  return lean<VerifyInput, Decision>({
+    path: `/${KeyService.typeName}/${KeyService.method.verify.name}`,
+    decode: decodeVerifyRequest,
+    handle(input) {
+      checkVerifyInput(input.key, input.requiredScopes);
+      return verifier.verify(input.key, input.requiredScopes);
+    },
+    encode: (decision) => encodeVerifyResponse(decision, decision.key ? usage.pending(decision.key.id) : undefined),
+  });
 }
 
 export function createKeyService(options: KeyServiceOptions): ServiceImpl<typeof KeyService> {
