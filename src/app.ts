@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Config } from "./config.js";
 import { createAuthenticator } from "./core/auth.js";
+import { KeywardError, unavailable } from "./core/errors.js";
 import { createKeyCache, type KeyCache } from "./core/key-cache.js";
 import { createKeyHasher } from "./core/key-format.js";
 import { createKeyManager } from "./core/keys.js";
@@ -12,11 +13,17 @@ import { createRateLimiter } from "./core/rate-limiter.js";
 import { createSettingsManager } from "./core/settings.js";
 import { createUsageRecorder, type UsageRecorder } from "./core/usage.js";
 import { createVerifier } from "./core/verifier.js";
+import { Authorization, CheckRequestSchema, CheckResponseSchema } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
+import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "./gen/grpc/health/v1/health_pb.js";
 import { KeyService } from "./gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "./gen/keyward/v1/settings_pb.js";
 import type { Logger } from "./logger.js";
 import { createDatabase, type Database } from "./storage/database.js";
-import { createGrpcUnaryHandler } from "./transport/grpc-unary.js";
+import { createAuthorizationService, createCheckHandler } from "./transport/ext-authz.js";
+import { createForwardAuthHandler } from "./transport/forward-auth.js";
+import { createGrpcUnaryHandler, schemaMethod } from "./transport/grpc-unary.js";
+import { createHealthCheckHandler, createHealthService, createHealthState, type HealthState } from "./transport/health.js";
+import { createHttpRoutes } from "./transport/http-routes.js";
 import { createKeyService, createVerifyMethod } from "./transport/key-service.js";
 import { createErrorInterceptor, createRoutes } from "./transport/routes.js";
 import { createReflectionServices, reflectionServiceDescs } from "./transport/reflection.js";
@@ -37,9 +44,16 @@ export interface App {
   readonly cache: KeyCache;
   readonly usage: UsageRecorder;
   readonly server: KeywardServer;
-  /** Migrates, starts background work and listens; resolves with the bound address. */
+  /** grpc.health.v1 and /readyz: SERVING once migrations ran, NOT_SERVING from stop() on. */
+  readonly health: HealthState;
+  /**
+   * Migrates, starts background work and listens; resolves with the bound address.
+   * A database that cannot be reached does not stop the start: keyward listens
+   * NOT_SERVING (probes can see it; uncached keys are denied as unavailable)
+   * and retries the migration in the background until it succeeds.
+   */
   start(): Promise<AddressInfo>;
-  /** Drains calls, flushes usage, closes the database (unless it was passed in). */
+  /** Reports NOT_SERVING, waits drainDelaySeconds, drains calls, flushes usage, closes the database (unless it was passed in). */
   stop(): Promise<void>;
 }
 
@@ -49,8 +63,10 @@ export async function createApp(options: AppOptions): Promise<App> {
   const ownsDatabase = options.database === undefined;
   const database = options.database ?? (await createDatabase({ url: config.databaseUrl }));
 
+  // Until migrations have run the tables may not exist: lookups fail closed as unavailable.
+  let migrated = false;
   const cache = createKeyCache({
-    load: (hash) => database.keys.findByHash(hash),
+    load: (hash) => (migrated ? database.keys.findByHash(hash) : Promise.reject(unavailable("database not ready"))),
     maxEntries: config.cache.maxEntries,
     ttlMs: config.cache.ttlSeconds * 1000,
     negativeTtlMs: config.cache.negativeTtlSeconds * 1000,
@@ -70,12 +86,24 @@ export async function createApp(options: AppOptions): Promise<App> {
   const keyService = createKeyService({ verifier, keys, usage, auth });
   const settingsService = createSettingsService({ settings, auth });
 
+  const health = createHealthState({ services: [KeyService.typeName, SettingsService.typeName, Authorization.typeName] });
+  // A database outage would otherwise log one line per denied request.
+  const onAuthzError = throttled(5_000, (err: unknown, suppressed: number) =>
+    logger.error({ err, suppressed }, "authorization decision failed; denied (fail closed)"),
+  );
+  const authzOptions = { verifier, credential: config.authz, clock, onError: onAuthzError };
+  const check = createCheckHandler({ ...authzOptions, removeCredential: config.authz.removeCredential });
+
   const shutdown = new AbortController();
   const connectHandler = connectNodeAdapter({
     routes: createRoutes({
       keyService,
       settingsService,
-      reflection: createReflectionServices({ services: [KeyService, SettingsService, ...reflectionServiceDescs] }),
+      reflection: createReflectionServices({
+        services: [KeyService, SettingsService, Authorization, Health, ...reflectionServiceDescs],
+      }),
+      authorization: createAuthorizationService(check),
+      health: createHealthService(health),
     }),
     interceptors: [createErrorInterceptor(logger)],
     acceptCompression: [compressionGzip, compressionBrotli],
@@ -90,23 +118,60 @@ export async function createApp(options: AppOptions): Promise<App> {
     maxMessageBytes: config.maxMessageBytes,
     methods: [
       createVerifyMethod({ verifier, usage }),
+      schemaMethod("/envoy.service.auth.v3.Authorization/Check", CheckRequestSchema, CheckResponseSchema, check),
+      schemaMethod("/grpc.health.v1.Health/Check", HealthCheckRequestSchema, HealthCheckResponseSchema, createHealthCheckHandler(health)),
     ],
     onError: (error, path) => {
       if (isServerFault(error)) logger.error({ rpc: path, code: error.code, err: error.cause ?? error }, "rpc failed");
     },
   });
-  const server = createKeywardServer({ handler: connectHandler, unary });
+  const handler = createHttpRoutes({ forwardAuth: createForwardAuthHandler(authzOptions), health, fallback: connectHandler });
+  const server = createKeywardServer({ handler, unary });
 
   let flushTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let stopping = false;
+
+  /** False when the database cannot be reached; any other failure is thrown. */
+  const migrate = async (): Promise<boolean> => {
+    try {
+      await database.migrate();
+    } catch (error) {
+      if (error instanceof KeywardError && error.kind === "unavailable") return false;
+      throw error;
+    }
+    migrated = true;
+    health.set(true);
+    return true;
+  };
+  const retryMigrate = (delayMs: number) => {
+    retryTimer = setTimeout(() => {
+      const again = () => {
+        if (!stopping) retryMigrate(Math.min(delayMs * 2, MAX_RETRY_MS));
+      };
+      migrate().then(
+        (ok) => (ok ? logger.info("database reachable: migrated, serving") : again()),
+        (err: unknown) => {
+          logger.error({ err }, "migration failed; retrying");
+          again();
+        },
+      );
+    }, delayMs);
+  };
 
   return {
     database,
     cache,
     usage,
     server,
+    health,
     async start() {
-      await database.migrate();
+      if (!(await migrate())) {
+        health.set(false, "database unreachable");
+        logger.warn({ database: database.kind }, "database unreachable at start: listening NOT_SERVING, retrying in the background");
+        retryMigrate(FIRST_RETRY_MS);
+      }
       flushTimer = setInterval(() => usage.flush().catch(() => {}), config.usageFlushSeconds * 1000);
       flushTimer.unref();
       sweepTimer = setInterval(() => limiter.sweep(clock.now()), 60_000);
@@ -116,6 +181,12 @@ export async function createApp(options: AppOptions): Promise<App> {
       return address;
     },
     async stop() {
+      // NOT_SERVING first (Watch streams receive it and end), so health-checking
+      // proxies move traffic away before the listener closes.
+      stopping = true;
+      clearTimeout(retryTimer);
+      health.shutdown();
+      if (config.drainDelaySeconds > 0) await new Promise((r) => setTimeout(r, config.drainDelaySeconds * 1000));
       clearInterval(flushTimer);
       clearInterval(sweepTimer);
       shutdown.abort();
@@ -127,5 +198,24 @@ export async function createApp(options: AppOptions): Promise<App> {
       }
       if (ownsDatabase) await database.close();
     },
+  };
+}
+
+const FIRST_RETRY_MS = 500;
+const MAX_RETRY_MS = 30_000;
+
+/** Calls `log` at most once per `intervalMs`, telling it how many calls were skipped since. */
+function throttled(intervalMs: number, log: (err: unknown, suppressed: number) => void): (err: unknown) => void {
+  let last = -Infinity;
+  let suppressed = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - last < intervalMs) {
+      suppressed++;
+      return;
+    }
+    log(err, suppressed);
+    last = now;
+    suppressed = 0;
   };
 }

@@ -1,5 +1,7 @@
 // Connect routes: one function taking the router, services built by factories.
 import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
+import { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { KeyService } from "../gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "../gen/keyward/v1/settings_pb.js";
 import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -12,6 +14,8 @@ export interface RoutesOptions {
   keyService: ServiceImpl<typeof KeyService>;
   settingsService: ServiceImpl<typeof SettingsService>;
   reflection: ReflectionServices;
+  authorization: ServiceImpl<typeof Authorization>;
+  health: ServiceImpl<typeof Health>;
 }
 
 export function createRoutes(options: RoutesOptions) {
@@ -20,6 +24,9 @@ export function createRoutes(options: RoutesOptions) {
     router.service(SettingsService, options.settingsService);
     router.service(reflectionV1.ServerReflection, options.reflection.v1);
     router.service(reflectionV1alpha.ServerReflection, options.reflection.v1alpha);
+    // Also on the lean gRPC path (app.ts); here for gRPC-Web, Connect and Watch.
+    router.service(Authorization, options.authorization);
+    router.service(Health, options.health);
   };
 }
 
