@@ -3,7 +3,7 @@
 // - body: 32 base62 characters from crypto.randomBytes (~190 bits).
 // - checksum: CRC-32 of `<prefix>_<body>` as 6 base62 characters, so a typo or a
 //   random string is rejected before any cache or database work.
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHmac, hash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 
 const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -79,5 +79,6 @@ export type KeyHasher = (key: string) => string;
 /** SHA-256, or HMAC-SHA256 with a server-side pepper, as lowercase hex. */
 export function createKeyHasher(pepper?: string): KeyHasher {
   if (pepper) return (key) => createHmac("sha256", pepper).update(key).digest("hex");
-  return (key) => createHash("sha256").update(key).digest("hex");
+  // One-shot hash: no Hash object per call on the hot path.
+  return (key) => hash("sha256", key, "hex");
 }

@@ -107,6 +107,44 @@ function frame(payload: Uint8Array): Buffer {
   return out;
 }
 
+// Per-call state lives on the stream and the listeners are shared functions,
+// so a call allocates one object instead of a closure per event.
+const kCall = Symbol("keyward.unaryCall");
+interface CallState {
+  method: UnaryMethod;
+  headers: IncomingHttpHeaders;
+  first: Buffer | undefined;
+  chunks: Buffer[] | undefined;
+  total: number;
+  failed: boolean;
+  maxBytes: number;
+  onBody: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, body: Buffer) => void;
+  onTooBig: (stream: ServerHttp2Stream, method: UnaryMethod) => void;
+}
+type CallStream = ServerHttp2Stream & { [kCall]: CallState };
+
+function ignore(): void {}
+
+function onCallData(this: CallStream, chunk: Buffer): void {
+  const call = this[kCall];
+  if (call.failed) return;
+  call.total += chunk.length;
+  if (call.total > call.maxBytes + 5) {
+    call.failed = true;
+    call.onTooBig(this, call.method);
+    return;
+  }
+  if (call.first === undefined) call.first = chunk;
+  else (call.chunks ??= [call.first]).push(chunk);
+}
+
+function onCallEnd(this: CallStream): void {
+  const call = this[kCall];
+  if (call.failed) return;
+  const body = call.chunks ? Buffer.concat(call.chunks, call.total) : (call.first ?? Buffer.alloc(0));
+  call.onBody(this, call.headers, call.method, body);
+}
+
 export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
   const methods = new Map(options.methods.map((m) => [m.path, m]));
   const maxBytes = options.maxMessageBytes;
@@ -217,6 +255,12 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     });
   }
 
+  function onTooBig(stream: ServerHttp2Stream, method: UnaryMethod): void {
+    sendError(stream, new ConnectError(`request message exceeds ${maxBytes} bytes`, Code.ResourceExhausted), method.path);
+    // Stop receiving the rest of an oversized body.
+    stream.close();
+  }
+
   return {
     accepts(headers) {
       return headers[":method"] === "POST" && methods.has(headers[":path"] ?? "") && isGrpcProtoContentType(headers["content-type"]);
@@ -224,7 +268,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     serve(stream, headers) {
       const method = methods.get(headers[":path"]!)!;
       // A client reset must never become an uncaught error.
-      stream.on("error", () => {});
+      stream.on("error", ignore);
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
         if (!stream.headersSent) {
@@ -243,28 +287,10 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
         sendError(stream, new ConnectError("invalid grpc-timeout header", Code.InvalidArgument), method.path);
         return;
       }
-      let first: Buffer | undefined;
-      let chunks: Buffer[] | undefined;
-      let total = 0;
-      let failed = false;
-      stream.on("data", (chunk: Buffer) => {
-        if (failed) return;
-        total += chunk.length;
-        if (total > maxBytes + 5) {
-          failed = true;
-          sendError(stream, new ConnectError(`request message exceeds ${maxBytes} bytes`, Code.ResourceExhausted), method.path);
-          // Stop receiving the rest of an oversized body.
-          stream.close();
-          return;
-        }
-        if (first === undefined) first = chunk;
-        else (chunks ??= [first]).push(chunk);
-      });
-      stream.on("end", () => {
-        if (failed) return;
-        const body = chunks ? Buffer.concat(chunks, total) : (first ?? Buffer.alloc(0));
-        onBody(stream, headers, method, body);
-      });
+      const call: CallState = { method, headers, first: undefined, chunks: undefined, total: 0, failed: false, maxBytes, onBody, onTooBig };
+      (stream as CallStream)[kCall] = call;
+      stream.on("data", onCallData);
+      stream.on("end", onCallEnd);
     },
   };
 }
