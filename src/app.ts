@@ -29,6 +29,9 @@ import { createErrorInterceptor, createRoutes } from "./transport/routes.js";
 import { createReflectionServices, reflectionServiceDescs } from "./transport/reflection.js";
 import { createKeywardServer, type KeywardServer } from "./transport/server.js";
 import { createSettingsService } from "./transport/settings-service.js";
+import { createAuditService } from "./transport/audit-service.js";
+import { createAuditReader } from "./core/audit.js";
+import { AuditService } from "./gen/keyward/v1/audit_pb.js";
 import { isServerFault } from "./transport/errors.js";
 
 export interface AppOptions {
@@ -99,8 +102,9 @@ export async function createApp(options: AppOptions): Promise<App> {
     routes: createRoutes({
       keyService,
       settingsService,
+      auditService: createAuditService({ audit: createAuditReader({ store: database.audit }), auth }),
       reflection: createReflectionServices({
-        services: [KeyService, SettingsService, Authorization, Health, ...reflectionServiceDescs],
+        services: [KeyService, SettingsService, AuditService, Authorization, Health, ...reflectionServiceDescs],
       }),
       authorization: createAuthorizationService(check),
       health: createHealthService(health),

@@ -2,6 +2,7 @@
 import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { AuditService } from "../gen/keyward/v1/audit_pb.js";
 import { KeyService } from "../gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "../gen/keyward/v1/settings_pb.js";
 import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -13,6 +14,7 @@ import { isServerFault, toConnectError } from "./errors.js";
 export interface RoutesOptions {
   keyService: ServiceImpl<typeof KeyService>;
   settingsService: ServiceImpl<typeof SettingsService>;
+  auditService: ServiceImpl<typeof AuditService>;
   reflection: ReflectionServices;
   authorization: ServiceImpl<typeof Authorization>;
   health: ServiceImpl<typeof Health>;
@@ -22,6 +24,7 @@ export function createRoutes(options: RoutesOptions) {
   return (router: ConnectRouter) => {
     router.service(KeyService, options.keyService);
     router.service(SettingsService, options.settingsService);
+    router.service(AuditService, options.auditService);
     router.service(reflectionV1.ServerReflection, options.reflection.v1);
     router.service(reflectionV1alpha.ServerReflection, options.reflection.v1alpha);
     // Also on the lean gRPC path (app.ts); here for gRPC-Web, Connect and Watch.
