@@ -8,6 +8,7 @@ import type { MigrationObject, Options } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
 import type { AuditStore, KeyStore, SettingStore } from "../core/model.js";
 import { createAuditStore } from "./audit-store.js";
+import { notifyKeyChanges } from "./change-feed.js";
 import { parseDatabaseUrl, type DatabaseKind, type ParsedDatabaseUrl } from "./database-url.js";
 import { entities } from "./entities.js";
 import { createKeyStore } from "./key-store.js";
@@ -15,6 +16,7 @@ import type { SqlOrm } from "./orm-types.js";
 import { createPgClient } from "./pg-client.js";
 import { createQueryLogger, type QueryListener } from "./query-logger.js";
 import { createSettingStore } from "./setting-store.js";
+import { acquireInstanceLock, type InstanceLock } from "./sqlite-instance-lock.js";
 import { guarded } from "./storage-errors.js";
 
 export type { DatabaseKind };
@@ -26,6 +28,12 @@ export interface DatabaseOptions {
   debugQueries?: (sql: string) => void;
   /** PostgreSQL pool size (default: pg's 10). SQLite always uses one connection. */
   poolMax?: number;
+  /**
+   * SQLite files only: hold the single-instance lock until close(), so a second
+   * server process on the same file fails with InstanceLockError. The server sets
+   * it; tools and tests that open a second handle in one process do not.
+   */
+  instanceLock?: boolean;
 }
 
 export interface Database {
@@ -120,26 +128,37 @@ async function withPgMigrationLock<T>(url: string, debugQueries: QueryListener |
 
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   const target = parseDatabaseUrl(options.url);
+  let lock: InstanceLock | undefined;
   if (target.kind === "sqlite" && target.path !== ":memory:") {
     mkdirSync(dirname(target.path), { recursive: true });
+    // Before the ORM touches the file: the second process must not even migrate.
+    if (options.instanceLock) lock = await acquireInstanceLock(target.path);
   }
-  const migrationsList = await loadMigrations(target.kind);
-  const orm = await initOrm(
-    target,
-    createOrmOptions(target, {
-      debugQueries: options.debugQueries,
-      poolMax: options.poolMax,
-      migrations: { migrationsList, snapshot: false },
-    }),
-  );
-  if (target.kind === "sqlite" && target.path !== ":memory:") {
-    // WAL lets readers (Verify lookups) proceed while a writer commits.
-    await orm.em.fork().execute("pragma journal_mode = wal");
+  let orm: SqlOrm;
+  try {
+    const migrationsList = await loadMigrations(target.kind);
+    orm = await initOrm(
+      target,
+      createOrmOptions(target, {
+        debugQueries: options.debugQueries,
+        poolMax: options.poolMax,
+        migrations: { migrationsList, snapshot: false },
+      }),
+    );
+    if (target.kind === "sqlite" && target.path !== ":memory:") {
+      // WAL lets readers (Verify lookups) proceed while a writer commits.
+      await orm.em.fork().execute("pragma journal_mode = wal");
+    }
+  } catch (error) {
+    lock?.release();
+    throw error;
   }
 
   return {
     kind: target.kind,
-    keys: createKeyStore(orm),
+    // PostgreSQL announces key changes to every instance's cache (LISTEN/NOTIFY);
+    // SQLite is single-instance, so there is no one to tell.
+    keys: createKeyStore(orm, target.kind === "postgresql" ? { notifyChanges: notifyKeyChanges } : {}),
     settings: createSettingStore(orm),
     audit: createAuditStore(orm),
     orm,
@@ -161,7 +180,11 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       });
     },
     async close() {
-      await orm.close();
+      try {
+        await orm.close();
+      } finally {
+        lock?.release();
+      }
     },
   };
 }

@@ -1,5 +1,6 @@
 // KeyStore over MikroORM. Each call works on its own EntityManager fork; each
-// mutation commits the change and its audit event in one transaction.
+// mutation commits the change, its audit event and (on PostgreSQL) its change
+// notification in one transaction.
 
 import type { FilterQuery } from "@mikro-orm/core";
 import type { AuditInput, KeyListQuery, KeyPatch, KeyRecord, KeyStore, UsageDelta } from "../core/model.js";
@@ -50,7 +51,16 @@ function mergeDeltas(deltas: UsageDelta[]): UsageDelta[] {
   return [...merged.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-export function createKeyStore(orm: SqlOrm): KeyStore {
+export interface KeyStoreOptions {
+  /**
+   * Announces changed key hashes to other instances; called inside the change's
+   * transaction so the announcement commits (or rolls back) with it.
+   */
+  notifyChanges?: (em: SqlEntityManager, hashes: readonly string[]) => Promise<void>;
+}
+
+export function createKeyStore(orm: SqlOrm, options: KeyStoreOptions = {}): KeyStore {
+  const notify = options.notifyChanges ?? (async () => {});
   return {
     findByHash(hash) {
       return guarded("key.findByHash", async () => {
@@ -75,6 +85,8 @@ export function createKeyStore(orm: SqlOrm): KeyStore {
             metadata: { ...record.metadata },
           });
           await recordAudit(em, record.tenantId, record.id, audit);
+          // Other instances may remember this hash as unknown (negative cache).
+          await notify(em, [record.hash]);
         }),
       );
     },
@@ -91,6 +103,7 @@ export function createKeyStore(orm: SqlOrm): KeyStore {
           const entity = await findKey(em, id, tenantId);
           if (entity === null) return null;
           await recordAudit(em, entity.tenantId, entity.id, audit);
+          await notify(em, [entity.hash]);
           return toKeyRecord(entity);
         }),
       );
@@ -108,7 +121,10 @@ export function createKeyStore(orm: SqlOrm): KeyStore {
           );
           const entity = await findKey(em, id, tenantId);
           if (entity === null) return null;
-          if (affected > 0) await recordAudit(em, entity.tenantId, entity.id, audit);
+          if (affected > 0) {
+            await recordAudit(em, entity.tenantId, entity.id, audit);
+            await notify(em, [entity.hash]);
+          }
           return toKeyRecord(entity);
         }),
       );
