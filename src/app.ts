@@ -73,6 +73,8 @@ export async function createApp(options: AppOptions): Promise<App> {
     maxEntries: config.cache.maxEntries,
     ttlMs: config.cache.ttlSeconds * 1000,
     negativeTtlMs: config.cache.negativeTtlSeconds * 1000,
+    staleIfErrorMs: config.cache.staleIfErrorSeconds * 1000,
+    now: clock.now,
   });
   const usage = createUsageRecorder({
     store: database.keys,

@@ -7,7 +7,7 @@ export interface Config {
   databaseUrl: string;
   adminToken: string | undefined;
   hashPepper: string | undefined;
-  cache: { maxEntries: number; ttlSeconds: number; negativeTtlSeconds: number };
+  cache: { maxEntries: number; ttlSeconds: number; negativeTtlSeconds: number; staleIfErrorSeconds: number };
   usageFlushSeconds: number;
   shutdownTimeoutSeconds: number;
   maxMessageBytes: number;
@@ -110,6 +110,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxEntries: int(env, "KEYWARD_CACHE_MAX_ENTRIES", 100_000, 1, 50_000_000),
       ttlSeconds,
       negativeTtlSeconds: int(env, "KEYWARD_NEGATIVE_CACHE_TTL_SECONDS", Math.min(ttlSeconds, 30), 1, 86_400),
+      staleIfErrorSeconds: int(env, "KEYWARD_STALE_IF_ERROR_SECONDS", 300, 0, 86_400),
     },
     usageFlushSeconds: int(env, "KEYWARD_USAGE_FLUSH_SECONDS", 5, 1, 3600),
     shutdownTimeoutSeconds: int(env, "KEYWARD_SHUTDOWN_TIMEOUT_SECONDS", 25, 0, 3600),

@@ -1,7 +1,9 @@
 // The verification cache: key hash → KeyRecord (a hit) or null (a remembered
 // miss). Positive and negative entries live in separate LRUs so a flood of
 // unknown keys can only churn the negative side, never evict hot keys.
-// Concurrent misses for one hash share one load.
+// Concurrent misses for one hash share one load. While storage is failing, a
+// key whose entry went stale is still answered from it for a bounded window
+// (stale-if-error); unknown keys never are: misses fail closed.
 import { LRUCache } from "lru-cache";
 import type { KeyRecord } from "./model.js";
 
@@ -13,6 +15,9 @@ export interface KeyCacheOptions {
   negativeMaxEntries?: number;
   /** Defaults to min(ttlMs, 60 s): an unknown key may be issued later. */
   negativeTtlMs?: number;
+  /** How long past ttlMs an entry may answer while loads fail (0: never). */
+  staleIfErrorMs?: number;
+  now?: () => number;
 }
 
 export interface KeyCacheStats {
@@ -20,6 +25,8 @@ export interface KeyCacheStats {
   misses: number;
   loads: number;
   coalesced: number;
+  /** Loads that failed and were answered from a stale entry. */
+  staleServed: number;
   size: number;
   negativeSize: number;
 }
@@ -36,26 +43,41 @@ export interface KeyCache {
   stats(): KeyCacheStats;
 }
 
+interface Entry {
+  record: KeyRecord;
+  loadedAt: number;
+  /** After a failed reload, the stale entry answers until then without retrying. */
+  retryAt: number;
+}
+
+// While storage fails, a stale key is re-tried at most this often.
+const STALE_RETRY_MS = 1000;
+
 export function createKeyCache(options: KeyCacheOptions): KeyCache {
-  const positive = new LRUCache<string, KeyRecord>({
+  const now = options.now ?? Date.now;
+  const ttlMs = options.ttlMs;
+  // Entries live ttl + stale window; past ttl they only serve as a fallback.
+  const positive = new LRUCache<string, Entry>({
     max: options.maxEntries,
-    ttl: options.ttlMs,
+    ttl: ttlMs + (options.staleIfErrorMs ?? 0),
     ttlAutopurge: false,
     updateAgeOnGet: false,
+    perf: { now },
   });
   const negativeMax = Math.max(1, options.negativeMaxEntries ?? Math.floor(options.maxEntries / 4));
   const negative = new LRUCache<string, true>({
     max: negativeMax,
     ttl: options.negativeTtlMs ?? Math.min(options.ttlMs, 60_000),
     updateAgeOnGet: false,
+    perf: { now },
   });
   const inflight = new Map<string, Promise<KeyRecord | null>>();
-  const counters = { hits: 0, misses: 0, loads: 0, coalesced: 0 };
+  const counters = { hits: 0, misses: 0, loads: 0, coalesced: 0, staleServed: 0 };
 
   function store(hash: string, record: KeyRecord | null): void {
     if (record) {
       negative.delete(hash);
-      positive.set(hash, record);
+      positive.set(hash, { record, loadedAt: now(), retryAt: 0 });
     } else {
       positive.delete(hash);
       negative.set(hash, true);
@@ -64,10 +86,13 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
 
   return {
     peek(hash) {
-      const record = positive.get(hash);
-      if (record !== undefined) {
-        counters.hits++;
-        return record;
+      const entry = positive.get(hash);
+      if (entry !== undefined) {
+        const t = now();
+        if (t - entry.loadedAt < ttlMs || t < entry.retryAt) {
+          counters.hits++;
+          return entry.record;
+        }
       }
       if (negative.get(hash) !== undefined) {
         counters.hits++;
@@ -94,7 +119,11 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
         },
         (error: unknown) => {
           if (inflight.get(hash) === promise) inflight.delete(hash);
-          throw error;
+          const stale = positive.get(hash);
+          if (stale === undefined) throw error;
+          counters.staleServed++;
+          stale.retryAt = now() + STALE_RETRY_MS;
+          return stale.record;
         },
       );
       inflight.set(hash, promise);

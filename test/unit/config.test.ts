@@ -6,7 +6,7 @@ describe("configuration", () => {
     const config = loadConfig({});
     expect(config.listen).toEqual({ host: "127.0.0.1", port: 50051 });
     expect(config.databaseUrl).toBe("sqlite:./data/keyward.db");
-    expect(config.cache).toEqual({ maxEntries: 100_000, ttlSeconds: 60, negativeTtlSeconds: 30 });
+    expect(config.cache).toEqual({ maxEntries: 100_000, ttlSeconds: 60, negativeTtlSeconds: 30, staleIfErrorSeconds: 300 });
     expect(config.adminToken).toBeUndefined();
   });
 

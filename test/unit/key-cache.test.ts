@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { createKeyCache } from "../../src/core/key-cache.js";
+import { unavailable } from "../../src/core/errors.js";
+import type { KeyRecord } from "../../src/core/model.js";
+import { createManualClock } from "../helpers/memory-store.js";
+
+const record = (hash: string): KeyRecord => ({
+  id: `key_${hash}`, tenantId: "t", name: "", nameAr: "", prefix: "", hash, scopes: [], rateLimit: 0,
+  rateLimitWindowSeconds: 3600, expiresAt: null, createdAt: new Date(0), updatedAt: new Date(0), lastUsedAt: null,
+  requestCount: 0, enabled: true, revokedAt: null, revokedReason: "", createdBy: "admin", metadata: {},
+});
+
+function setup(staleIfErrorMs: number) {
+  const clock = createManualClock();
+  let failing = false;
+  let loads = 0;
+  const cache = createKeyCache({
+    load: async (hash) => {
+      loads++;
+      if (failing) throw unavailable("database unavailable");
+      return hash.startsWith("known") ? record(hash) : null;
+    },
+    maxEntries: 10,
+    ttlMs: 60_000,
+    staleIfErrorMs,
+    now: clock.now,
+  });
+  return { cache, clock, fail: (on: boolean) => (failing = on), loads: () => loads };
+}
+
+describe("key cache while storage fails", () => {
+  it("answers a stale key from its entry within the stale window, re-trying at most once a second", async () => {
+    const { cache, clock, fail, loads } = setup(300_000);
+    expect(await cache.load("known-1")).not.toBeNull();
+    expect(cache.peek("known-1")?.hash).toBe("known-1");
+    clock.advance(61_000);
+    expect(cache.peek("known-1")).toBeUndefined();
+    fail(true);
+    expect((await cache.load("known-1"))?.hash).toBe("known-1");
+    expect(cache.stats().staleServed).toBe(1);
+    const before = loads();
+    // Within the retry pause the stale entry is a hit; no new load.
+    expect(cache.peek("known-1")?.hash).toBe("known-1");
+    expect(loads()).toBe(before);
+    clock.advance(1000);
+    expect(cache.peek("known-1")).toBeUndefined();
+  });
+
+  it("fails closed for keys it never saw and past the stale window", async () => {
+    const { cache, clock, fail } = setup(5_000);
+    await cache.load("known-2");
+    fail(true);
+    await expect(cache.load("known-other")).rejects.toThrow("database unavailable");
+    clock.advance(66_000);
+    await expect(cache.load("known-2")).rejects.toThrow("database unavailable");
+  });
+
+  it("serves nothing stale when the window is zero", async () => {
+    const { cache, clock, fail } = setup(0);
+    await cache.load("known-3");
+    clock.advance(61_000);
+    fail(true);
+    await expect(cache.load("known-3")).rejects.toThrow("database unavailable");
+  });
+
+  it("recovers: a successful load replaces the stale entry", async () => {
+    const { cache, clock, fail } = setup(300_000);
+    await cache.load("known-4");
+    clock.advance(61_000);
+    fail(true);
+    await cache.load("known-4");
+    fail(false);
+    clock.advance(1000);
+    expect(cache.peek("known-4")).toBeUndefined();
+    await cache.load("known-4");
+    expect(cache.peek("known-4")?.hash).toBe("known-4");
+  });
+});
