@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Config } from "./config.js";
 import { createAuthenticator } from "./core/auth.js";
+import { createCacheSync, type CacheSyncStats, type ChangeFeedStats } from "./core/cache-sync.js";
 import { KeywardError, unavailable } from "./core/errors.js";
 import { createKeyCache, type KeyCache } from "./core/key-cache.js";
 import { createKeyHasher } from "./core/key-format.js";
@@ -18,6 +19,7 @@ import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "./g
 import { KeyService } from "./gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "./gen/keyward/v1/settings_pb.js";
 import type { Logger } from "./logger.js";
+import { createPgChangeFeed } from "./storage/change-feed.js";
 import { createDatabase, type Database } from "./storage/database.js";
 import { createAuthorizationService, createCheckHandler } from "./transport/ext-authz.js";
 import { createForwardAuthHandler } from "./transport/forward-auth.js";
@@ -49,6 +51,8 @@ export interface App {
   readonly server: KeywardServer;
   /** grpc.health.v1 and /readyz: SERVING once migrations ran, NOT_SERVING from stop() on. */
   readonly health: HealthState;
+  /** Cross-instance cache invalidation; undefined when off (SQLite, or KEYWARD_CHANGE_FEED=off). */
+  readonly changeFeed: { readonly applicationName: string; stats(): ChangeFeedStats & CacheSyncStats } | undefined;
   /**
    * Migrates, starts background work and listens; resolves with the bound address.
    * A database that cannot be reached does not stop the start: keyward listens
@@ -64,7 +68,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const ownsDatabase = options.database === undefined;
-  const database = options.database ?? (await createDatabase({ url: config.databaseUrl }));
+  // The server holds the SQLite single-instance lock; a second process on the file fails here.
+  const database = options.database ?? (await createDatabase({ url: config.databaseUrl, instanceLock: true }));
 
   // Until migrations have run the tables may not exist: lookups fail closed as unavailable.
   let migrated = false;
@@ -166,17 +171,44 @@ export async function createApp(options: AppOptions): Promise<App> {
     }, delayMs);
   };
 
+  // Every instance on one PostgreSQL database hears every key change (LISTEN/NOTIFY)
+  // and evicts it; after a gap in listening it clears the whole cache.
+  const feedUrl = config.changeFeed.url ?? config.databaseUrl;
+  const feed =
+    config.changeFeed.mode !== "off" && database.kind === "postgresql" && /^postgres(ql)?:/.test(feedUrl)
+      ? createPgChangeFeed({
+          url: feedUrl,
+          logger,
+          reconnectMaxMs: config.changeFeed.reconnectMaxSeconds * 1000,
+          heartbeatMs: config.changeFeed.heartbeatSeconds * 1000,
+        })
+      : undefined;
+  const cacheSync = createCacheSync({
+    cache,
+    onClear: (info) =>
+      logger.warn(info, "verification cache cleared: key change notifications may have been missed"),
+  });
+
   return {
     database,
     cache,
     usage,
     server,
     health,
+    changeFeed: feed && {
+      applicationName: feed.applicationName,
+      stats: () => ({ ...feed.stats(), ...cacheSync.stats() }),
+    },
     async start() {
       if (!(await migrate())) {
         health.set(false, "database unreachable");
         logger.warn({ database: database.kind }, "database unreachable at start: listening NOT_SERVING, retrying in the background");
         retryMigrate(FIRST_RETRY_MS);
+      }
+      // Reachable database: listen before serving. Otherwise the feed retries in the background.
+      if (feed) {
+        const listening = feed.start(cacheSync);
+        if (migrated) await listening;
       }
       flushTimer = setInterval(() => usage.flush().catch(() => {}), config.usageFlushSeconds * 1000);
       flushTimer.unref();
@@ -197,6 +229,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       clearInterval(sweepTimer);
       shutdown.abort();
       await server.close(config.shutdownTimeoutSeconds * 1000);
+      await feed?.stop();
       try {
         await usage.flush();
       } catch (err) {

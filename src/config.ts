@@ -16,6 +16,19 @@ export interface Config {
   authz: AuthzConfig;
   /** Seconds between reporting NOT_SERVING and closing the listener, so proxies notice first. */
   drainDelaySeconds: number;
+  /** Cross-instance cache invalidation (PostgreSQL LISTEN/NOTIFY). */
+  changeFeed: ChangeFeedConfig;
+}
+
+export interface ChangeFeedConfig {
+  /** KEYWARD_CHANGE_FEED: auto (listen on PostgreSQL), on (require it), off (cache TTL only). */
+  mode: "auto" | "on" | "off";
+  /** KEYWARD_CHANGE_FEED_URL: a direct connection for LISTEN; undefined means KEYWARD_DATABASE_URL. */
+  url: string | undefined;
+  /** KEYWARD_CHANGE_FEED_RECONNECT_MAX_SECONDS: cap of the reconnect backoff. */
+  reconnectMaxSeconds: number;
+  /** KEYWARD_CHANGE_FEED_HEARTBEAT_SECONDS: how often the listening connection is proven alive. */
+  heartbeatSeconds: number;
 }
 
 export interface AuthzConfig {
@@ -82,6 +95,35 @@ export function parseListen(raw: string, name = "KEYWARD_LISTEN"): { host: strin
   return { host, port };
 }
 
+function changeFeed(env: Env, databaseUrl: string): ChangeFeedConfig {
+  const mode = (env.KEYWARD_CHANGE_FEED?.trim() || "auto").toLowerCase();
+  if (mode !== "auto" && mode !== "on" && mode !== "off") {
+    throw new ConfigError("KEYWARD_CHANGE_FEED", `expected auto, on or off, got "${env.KEYWARD_CHANGE_FEED}"`);
+  }
+  const onPostgres = parseDatabaseUrl(databaseUrl).kind === "postgresql";
+  if (mode === "on" && !onPostgres) {
+    throw new ConfigError("KEYWARD_CHANGE_FEED", "on needs a PostgreSQL KEYWARD_DATABASE_URL (SQLite runs one instance)");
+  }
+  const url = env.KEYWARD_CHANGE_FEED_URL?.trim() || undefined;
+  if (url !== undefined) {
+    const name = "KEYWARD_CHANGE_FEED_URL";
+    let kind;
+    try {
+      kind = parseDatabaseUrl(url).kind;
+    } catch (error) {
+      throw new ConfigError(name, (error as Error).message.replace(/^Invalid KEYWARD_DATABASE_URL: /, ""));
+    }
+    if (kind !== "postgresql") throw new ConfigError(name, "expected a postgres:// URL");
+    if (!onPostgres) throw new ConfigError(name, "only applies when KEYWARD_DATABASE_URL is PostgreSQL");
+  }
+  return {
+    mode: mode as ChangeFeedConfig["mode"],
+    url,
+    reconnectMaxSeconds: int(env, "KEYWARD_CHANGE_FEED_RECONNECT_MAX_SECONDS", 10, 1, 600),
+    heartbeatSeconds: int(env, "KEYWARD_CHANGE_FEED_HEARTBEAT_SECONDS", 5, 1, 3600),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = env.KEYWARD_DATABASE_URL?.trim() || "sqlite:./data/keyward.db";
   try {
@@ -122,6 +164,7 @@ export function loadConfig(env: Env = process.env): Config {
       removeCredential: bool(env, "KEYWARD_AUTHZ_REMOVE_CREDENTIAL", true),
     },
     drainDelaySeconds: int(env, "KEYWARD_DRAIN_DELAY_SECONDS", 0, 0, 300),
+    changeFeed: changeFeed(env, databaseUrl),
   };
 }
 
@@ -131,6 +174,7 @@ export function redactedConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     databaseUrl: config.databaseUrl.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:********@"),
+    changeFeed: { ...config.changeFeed, url: config.changeFeed.url?.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:********@") },
     adminToken: mask(config.adminToken),
     hashPepper: mask(config.hashPepper),
   };
