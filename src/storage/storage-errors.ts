@@ -21,10 +21,14 @@ export class StorageFailure extends Error {
 // Socket-level failures (no SQL involved) that mean the database cannot be reached.
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EHOSTUNREACH", "EPIPE"]);
 
+// Messages pg and its pool use for connections that died or never came up.
+const LOST_CONNECTION = /connection terminated|connection timeout|timeout exceeded when trying to connect|connection ended|client has encountered a connection error/i;
+
 export function sanitizeStorageError(operation: string, error: unknown): unknown {
   if (!(error instanceof DriverException)) {
     const code = (error as { code?: unknown } | null)?.code;
-    if (typeof code === "string" && NETWORK_CODES.has(code)) {
+    const message = error instanceof Error ? error.message : "";
+    if ((typeof code === "string" && NETWORK_CODES.has(code)) || LOST_CONNECTION.test(message)) {
       return new KeywardError("unavailable", "database unavailable", { cause: error });
     }
     return error;
@@ -38,7 +42,7 @@ export function sanitizeStorageError(operation: string, error: unknown): unknown
   if (
     error instanceof ConnectionException ||
     (cause.code !== undefined && NETWORK_CODES.has(cause.code)) ||
-    /connection terminated|connection timeout/i.test(error.message)
+    LOST_CONNECTION.test(error.message)
   ) {
     return new KeywardError("unavailable", "database unavailable", { cause });
   }
