@@ -1,0 +1,79 @@
+// A foreign gRPC client for interop tests: Debian's python3-grpcio, with stubs
+// generated at test time from proto/ by Debian's protoc + grpc_python_plugin
+// (or grpc_tools.protoc when that is installed). Uses /usr/bin/python3, not a
+// pyenv or virtualenv interpreter, because the Debian packages live there.
+// Missing tools skip the tests with a warning, except under CI, where that is
+// an error.
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export const PYTHON = "/usr/bin/python3";
+const PROTO_ROOT = fileURLToPath(new URL("../../proto", import.meta.url));
+export const PYTHON_APT_PACKAGES = "python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc libprotobuf-dev";
+
+export interface PythonGrpc {
+  /** Directory holding the generated *_pb2.py / *_pb2_grpc.py modules. */
+  stubsDir: string;
+  /** Runs a Python script with the stubs importable; resolves with stdout. */
+  runScript(script: string, env?: Record<string, string>): Promise<string>;
+  dispose(): Promise<void>;
+}
+
+async function succeeds(file: string, args: string[]): Promise<boolean> {
+  try {
+    await run(file, args, { timeout: 30_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function unavailable(reason: string): undefined {
+  const message = `Python gRPC interop unavailable: ${reason} (apt-get install -y ${PYTHON_APT_PACKAGES})`;
+  if (process.env.CI) throw new Error(`${message}; the interop test must run in CI`);
+  console.warn(`WARNING: ${message}; skipping`);
+  return undefined;
+}
+
+/** Generates stubs for `protoFiles` (paths under proto/), or returns undefined when the tools are missing. */
+export async function preparePythonGrpc(protoFiles: string[]): Promise<PythonGrpc | undefined> {
+  if (!existsSync(PYTHON)) return unavailable(`${PYTHON} not found`);
+  if (!(await succeeds(PYTHON, ["-c", "import grpc, google.protobuf"]))) return unavailable("python3 cannot import grpc and google.protobuf");
+
+  const stubsDir = await mkdtemp(join(tmpdir(), "keyward-py-"));
+  // google/protobuf/*.proto: protoc finds them next to itself; name Debian's location too.
+  const includes = ["-I", PROTO_ROOT, ...(existsSync("/usr/include/google/protobuf/timestamp.proto") ? ["-I", "/usr/include"] : [])];
+  const outputs = [`--python_out=${stubsDir}`, `--grpc_python_out=${stubsDir}`];
+  try {
+    if (await succeeds(PYTHON, ["-c", "import grpc_tools.protoc"])) {
+      await run(PYTHON, ["-m", "grpc_tools.protoc", ...includes, ...outputs, ...protoFiles], { timeout: 60_000 });
+    } else {
+      const plugin = "/usr/bin/grpc_python_plugin";
+      if (!existsSync(plugin)) return unavailable(`${plugin} not found`);
+      if (!(await succeeds("protoc", ["--version"]))) return unavailable("protoc not found");
+      await run("protoc", [...includes, ...outputs, `--plugin=protoc-gen-grpc_python=${plugin}`, ...protoFiles], { timeout: 60_000 });
+    }
+  } catch (error) {
+    await rm(stubsDir, { recursive: true, force: true });
+    throw error;
+  }
+
+  return {
+    stubsDir,
+    async runScript(script, env = {}) {
+      const { stdout } = await run(PYTHON, ["-c", script], {
+        timeout: 60_000,
+        env: { ...process.env, PYTHONPATH: stubsDir, PYTHONDONTWRITEBYTECODE: "1", ...env },
+      });
+      return stdout;
+    },
+    dispose: () => rm(stubsDir, { recursive: true, force: true }),
+  };
+}
