@@ -1,0 +1,79 @@
+// The change feed's pure parts: payload format under NOTIFY's size limit,
+// reconnect backoff, and what each event does to the cache.
+import { describe, expect, it } from "vitest";
+import { createCacheSync } from "../../src/core/cache-sync.js";
+import { createKeyCache } from "../../src/core/key-cache.js";
+import type { KeyRecord } from "../../src/core/model.js";
+import { decodeChange, encodeKeyChanges, MAX_PAYLOAD_BYTES, reconnectDelay } from "../../src/storage/change-feed.js";
+
+const hash = (i: number) => i.toString(16).padStart(64, "0");
+
+describe("change payloads", () => {
+  it("round-trip key hashes, each payload under NOTIFY's 8000-byte limit", () => {
+    expect(encodeKeyChanges([hash(1)])).toEqual([`k:${hash(1)}`]);
+    expect(encodeKeyChanges([])).toEqual([]);
+    const many = Array.from({ length: 500 }, (_, i) => hash(i));
+    const payloads = encodeKeyChanges(many);
+    expect(payloads.length).toBeGreaterThan(1);
+    for (const p of payloads) expect(Buffer.byteLength(p)).toBeLessThanOrEqual(MAX_PAYLOAD_BYTES);
+    expect(payloads.flatMap((p) => (decodeChange(p) as { hashes: string[] }).hashes)).toEqual(many);
+  });
+
+  it("reports anything else as an unknown change (the listener then clears everything)", () => {
+    for (const payload of [undefined, "", "s:acme", "k:", `k:${hash(1)},NOT-HEX`, `k:${hash(1)};drop`]) {
+      expect(decodeChange(payload).kind).toBe("unknown");
+    }
+  });
+});
+
+describe("reconnect backoff", () => {
+  it("doubles from the initial delay, is capped, and jitters within [ceiling/2, ceiling]", () => {
+    const low = () => 0;
+    const high = () => 1;
+    expect([0, 1, 2, 3].map((n) => reconnectDelay(n, 100, 10_000, high))).toEqual([100, 200, 400, 800]);
+    expect(reconnectDelay(0, 100, 10_000, low)).toBe(50);
+    expect(reconnectDelay(20, 100, 10_000, high)).toBe(10_000);
+    expect(reconnectDelay(1_000, 100, 10_000, low)).toBe(5_000);
+  });
+});
+
+describe("cache sync", () => {
+  const record = (h: string): KeyRecord =>
+    ({ hash: h, id: `key_${h.slice(-4)}`, revokedAt: null, enabled: true, expiresAt: null }) as KeyRecord;
+
+  function setup() {
+    const cache = createKeyCache({ load: async () => null, maxEntries: 100, ttlMs: 60_000 });
+    const cleared: unknown[] = [];
+    const sync = createCacheSync({ cache, onClear: (info) => cleared.push(info) });
+    return { cache, sync, cleared };
+  }
+
+  it("evicts exactly the named hashes, positive and negative", async () => {
+    const { cache, sync } = setup();
+    cache.set(record(hash(1)));
+    cache.set(record(hash(2)));
+    await cache.load(hash(3)); // remembered as unknown
+    expect(cache.peek(hash(3))).toBeNull();
+    sync.keysChanged([hash(1), hash(3)]);
+    expect(cache.peek(hash(1))).toBeUndefined();
+    expect(cache.peek(hash(3))).toBeUndefined();
+    expect(cache.peek(hash(2))).toEqual(record(hash(2)));
+    expect(sync.stats()).toEqual({ evictions: 2, clears: 0 });
+  });
+
+  it("clears after a gap and says so; the first connection with an empty cache is no gap", () => {
+    const { cache, sync, cleared } = setup();
+    sync.resumed({ downMs: 40, initial: true });
+    expect(cleared).toEqual([]);
+    cache.set(record(hash(1)));
+    sync.resumed({ downMs: 1234, initial: false });
+    expect(cache.peek(hash(1))).toBeUndefined();
+    expect(cleared).toEqual([{ reason: "gap", downMs: 1234, entries: 1 }]);
+    // Serving before the first connection (database down at start) is a gap too.
+    cache.set(record(hash(2)));
+    sync.resumed({ downMs: 5000, initial: true });
+    expect(cache.peek(hash(2))).toBeUndefined();
+    sync.unknownChange("unrecognised payload");
+    expect(sync.stats()).toEqual({ evictions: 0, clears: 3 });
+  });
+});
