@@ -66,7 +66,7 @@ export function resolveTenant(principal: Principal, requested: string): string {
   if (principal.kind === "admin") return v.tenantId(requested);
   if (requested !== "" && requested !== principal.tenantId) {
     // Another tenant's existence is not revealed.
-    throw notFound(`tenant "${v.text("tenant_id", requested, v.LIMITS.tenantIdLength)}" not found`);
+    throw notFound(`tenant ${v.quote(v.text("tenant_id", requested, v.LIMITS.tenantIdLength))} not found`);
   }
   return principal.tenantId;
 }
@@ -78,7 +78,7 @@ export function createKeyManager(options: KeyManagerOptions): KeyManager {
     return { actor: principal.actor, action, details, at: new Date(clock.now()) };
   }
 
-  const missing = (id: string) => notFound(`key "${id}" not found`);
+  const missing = (id: string) => notFound(`key ${v.quote(id)} not found`);
 
   return {
     async issue(principal, input) {
@@ -202,7 +202,7 @@ export function createKeyManager(options: KeyManagerOptions): KeyManager {
             break;
           default:
             throw invalidArgument(
-              `update_mask path "${v.text("update_mask", path, 64)}" is not updatable; use ${UPDATE_PATHS.join(", ")}`,
+              `update_mask path ${v.quote(v.text("update_mask", path, 256))} is not updatable (use ${UPDATE_PATHS.join(", ")})`,
             );
         }
       }
@@ -210,7 +210,7 @@ export function createKeyManager(options: KeyManagerOptions): KeyManager {
       const current = await store.findById(id, wall);
       if (!current) throw missing(id);
       if (current.revokedAt !== null) {
-        throw new KeywardError("failed_precondition", `key "${id}" is revoked and can no longer be changed`);
+        throw new KeywardError("failed_precondition", `key ${v.quote(id)} is revoked and can no longer be changed`);
       }
       const record = await store.update(id, wall, patch, audit(principal, "key.update", { fields: [...paths] }));
       if (!record) throw missing(id);

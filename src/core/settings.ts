@@ -6,6 +6,7 @@ import { resolveTenant } from "./keys.js";
 import type { Clock, SettingRecord, SettingStore, SettingType } from "./model.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import * as v from "./validation.js";
+import { quote } from "./validation.js";
 
 export interface SetSettingInput {
   tenantId: string;
@@ -42,13 +43,13 @@ export function checkSettingValue(type: SettingType, value: string): void {
     case "string":
       return;
     case "int": {
-      if (!/^-?(0|[1-9][0-9]*)$/.test(value)) throw invalidArgument(`value "${clip(value)}" is not an integer`);
+      if (!/^-?(0|[1-9][0-9]*)$/.test(value)) throw invalidArgument(`value ${quote(value, 32)} is not an integer`);
       const n = BigInt(value);
       if (n < INT64_MIN || n > INT64_MAX) throw invalidArgument("value is outside the 64-bit integer range");
       return;
     }
     case "bool":
-      if (value !== "true" && value !== "false") throw invalidArgument(`value "${clip(value)}" is not "true" or "false"`);
+      if (value !== "true" && value !== "false") throw invalidArgument(`value ${quote(value, 32)} is not "true" or "false"`);
       return;
     case "json":
       try {
@@ -60,11 +61,10 @@ export function checkSettingValue(type: SettingType, value: string): void {
   }
 }
 
-const clip = (s: string) => (s.length > 32 ? `${s.slice(0, 32)}…` : s);
 
 export function createSettingsManager(options: SettingsManagerOptions): SettingsManager {
   const { store, clock } = options;
-  const missing = (key: string) => notFound(`setting "${key}" not found`);
+  const missing = (key: string) => notFound(`setting ${v.quote(key)} not found`);
 
   return {
     async set(principal, input) {

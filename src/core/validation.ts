@@ -1,5 +1,6 @@
 // Input rules shared by the management calls. Each failure names the field.
 import { invalidArgument } from "./errors.js";
+import { isWellFormedKey } from "./key-format.js";
 
 export const LIMITS = {
   idLength: 64,
@@ -105,4 +106,15 @@ export function settingKey(value: string): string {
     throw invalidArgument("key may contain only letters, digits, '.', '_', ':' and '-', starting with a letter or digit");
   }
   return value;
+}
+
+/**
+ * Caller input as it may appear in an error message: clipped, and never an
+ * API key (someone pasting a key into the wrong field must not see it echoed
+ * into client logs).
+ */
+export function quote(value: string, max = 64): string {
+  if (isWellFormedKey(value) || /_[0-9A-Za-z]{38}/.test(value)) return "[redacted: looks like an API key]";
+  const clipped = value.length > max ? `${value.slice(0, max)}…` : value;
+  return `"${clipped}"`;
 }

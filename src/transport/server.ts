@@ -13,7 +13,7 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
-import type { GrpcUnaryHandler } from "./grpc-unary.js";
+import { encodeGrpcMessage, type GrpcUnaryHandler } from "./grpc-unary.js";
 
 export type HttpHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
@@ -37,6 +37,32 @@ export interface KeywardServer {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+const isGrpcContentType = (contentType: string | undefined) =>
+  contentType !== undefined && /^application\/grpc(?![-\w])/i.test(contentType);
+
+/**
+ * connect-node percent-encodes grpc-message with encodeURIComponent, and
+ * grpc-js decodes it with decodeURI, which leaves %3B, %2C, %3A... in place.
+ * Re-encode with the minimal escaping the gRPC spec asks for, which every
+ * client decodes the same.
+ */
+function minimalGrpcMessageEncoding(res: Http2ServerResponse): void {
+  const addTrailers = res.addTrailers.bind(res);
+  res.addTrailers = (trailers) => {
+    const message = (trailers as Record<string, unknown>)["grpc-message"];
+    if (typeof message === "string") {
+      let text = message;
+      try {
+        text = decodeURIComponent(message);
+      } catch {
+        // Already minimal or malformed: leave it as it is.
+      }
+      (trailers as Record<string, string>)["grpc-message"] = encodeGrpcMessage(text);
+    }
+    addTrailers(trailers);
+  };
+}
 
 export function createKeywardServer(options: ServerOptions): KeywardServer {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
@@ -63,7 +89,10 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       maxHeaderListPairs: 256,
       settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1000, maxHeaderListSize: maxHeaderBytes },
     },
-    options.handler,
+    (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      if (isGrpcContentType(req.headers["content-type"])) minimalGrpcMessageEncoding(res);
+      options.handler(req, res);
+    },
   );
   // Route HTTP/2 streams ourselves: the lean path takes its methods, the rest
   // go on to Node's compat layer (req/res), which connect-node needs.

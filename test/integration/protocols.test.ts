@@ -13,7 +13,7 @@ import {
   VerifyRequestSchema,
   VerifyResponseSchema,
 } from "../../src/gen/keyward/v1/keys_pb.js";
-import { connectClients, connectTransport, grpcJsClients } from "../helpers/clients.js";
+import { connectClients, connectTransport, grpcJsClients, rpcError } from "../helpers/clients.js";
 import { adminHeaders, startKeyward, type RunningKeyward } from "../helpers/server.js";
 
 let kw: RunningKeyward;
@@ -99,6 +99,19 @@ describe("every client protocol reaches Verify", () => {
         { timeoutMs: 2000 },
       );
       expect(res.code).toBe(VerifyCode.VALID);
+    } finally {
+      clients.close();
+    }
+  });
+
+  it("error messages reach grpc-js intact (no stray percent-escapes)", async () => {
+    const clients = grpcJsClients();
+    try {
+      const client = clients.client(KeyService, kw.baseUrl);
+      const error = await rpcError(client.getKey({ id: "key_x" }));
+      expect(error.rawMessage).toBe("missing credential: send 'authorization: Bearer <admin token or key>'");
+      const listed = await rpcError(client.listKeys({ tenantId: "acme", pageToken: "bad token" }, { headers: adminHeaders }));
+      expect(listed.rawMessage).toBe("page_token is invalid; pass the next_page_token of the previous page unchanged");
     } finally {
       clients.close();
     }
