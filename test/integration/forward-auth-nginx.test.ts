@@ -222,8 +222,11 @@ describe.runIf(nginxBin)("nginx auth_request with examples/nginx/nginx.conf", ()
   });
 
   it("needs only a valid key where no scopes are set", async () => {
-    const { key } = await issue({ scopes: [] });
-    expect((await send(port, "/reports/daily", { "x-api-key": key })).status).toBe(200);
+    const { key, apiKey } = await issue({ scopes: [] });
+    expect((await send(port, "/reports/daily", { "x-api-key": key, "x-keyward-scopes": "admin" })).status).toBe(200);
+    expect(lastSeen().headers["x-keyward-key-id"]).toBe(apiKey!.id);
+    // keyward's empty scopes header makes nginx drop the client's spoofed one.
+    expect(lastSeen().headers["x-keyward-scopes"]).toBeUndefined();
     expect((await send(port, "/reports/daily")).status).toBe(401);
   });
 
