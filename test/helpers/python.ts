@@ -6,17 +6,38 @@
 // an error.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  FileDescriptorSetSchema,
+  file_google_protobuf_any,
+  file_google_protobuf_duration,
+  file_google_protobuf_field_mask,
+  file_google_protobuf_struct,
+  file_google_protobuf_timestamp,
+  file_google_protobuf_wrappers,
+} from "@bufbuild/protobuf/wkt";
 
 const run = promisify(execFile);
 
 export const PYTHON = "/usr/bin/python3";
 const PROTO_ROOT = fileURLToPath(new URL("../../proto", import.meta.url));
-export const PYTHON_APT_PACKAGES = "python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc libprotobuf-dev";
+export const PYTHON_APT_PACKAGES = "python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc";
+
+// google/protobuf/*.proto ship in libprotobuf-dev, which protobuf-compiler only
+// recommends; hand protoc the descriptors protobuf-es carries instead.
+const WELL_KNOWN = [
+  file_google_protobuf_any,
+  file_google_protobuf_duration,
+  file_google_protobuf_field_mask,
+  file_google_protobuf_struct,
+  file_google_protobuf_timestamp,
+  file_google_protobuf_wrappers,
+];
 
 export interface PythonGrpc {
   /** Directory holding the generated *_pb2.py / *_pb2_grpc.py modules. */
@@ -48,8 +69,9 @@ export async function preparePythonGrpc(protoFiles: string[]): Promise<PythonGrp
   if (!(await succeeds(PYTHON, ["-c", "import grpc, google.protobuf"]))) return unavailable("python3 cannot import grpc and google.protobuf");
 
   const stubsDir = await mkdtemp(join(tmpdir(), "keyward-py-"));
-  // google/protobuf/*.proto: protoc finds them next to itself; name Debian's location too.
-  const includes = ["-I", PROTO_ROOT, ...(existsSync("/usr/include/google/protobuf/timestamp.proto") ? ["-I", "/usr/include"] : [])];
+  const wellKnown = join(stubsDir, "well-known.binpb");
+  await writeFile(wellKnown, toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: WELL_KNOWN.map((f) => f.proto) })));
+  const includes = ["-I", PROTO_ROOT, `--descriptor_set_in=${wellKnown}`];
   const outputs = [`--python_out=${stubsDir}`, `--grpc_python_out=${stubsDir}`];
   try {
     if (await succeeds(PYTHON, ["-c", "import grpc_tools.protoc"])) {
