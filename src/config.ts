@@ -1,5 +1,6 @@
 // Environment → one validated, typed Config. A bad value stops the start with
 // a message that names the variable.
+import { availableParallelism } from "node:os";
 import { parseDatabaseUrl } from "./storage/database-url.js";
 
 export interface Config {
@@ -18,6 +19,8 @@ export interface Config {
   drainDelaySeconds: number;
   /** Cross-instance cache invalidation (PostgreSQL LISTEN/NOTIFY). */
   changeFeed: ChangeFeedConfig;
+  /** KEYWARD_WORKERS: processes serving the one address (node:cluster); 1 runs no cluster. */
+  workers: number;
 }
 
 export interface ChangeFeedConfig {
@@ -124,6 +127,21 @@ function changeFeed(env: Env, databaseUrl: string): ChangeFeedConfig {
   };
 }
 
+/** KEYWARD_WORKERS: a count, or "auto" for one per CPU. SQLite allows one process. */
+function workers(env: Env, databaseUrl: string): number {
+  const name = "KEYWARD_WORKERS";
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw && raw !== "auto" && !/^\d+$/.test(raw)) throw new ConfigError(name, `expected a whole number or "auto", got "${env[name]}"`);
+  const n = raw === "auto" ? availableParallelism() : int(env, name, 1, 1, 256);
+  if (n > 1 && parseDatabaseUrl(databaseUrl).kind === "sqlite") {
+    throw new ConfigError(
+      name,
+      `${n} worker processes cannot share a SQLite database (single-instance); use 1, or a PostgreSQL KEYWARD_DATABASE_URL`,
+    );
+  }
+  return n;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = env.KEYWARD_DATABASE_URL?.trim() || "sqlite:./data/keyward.db";
   try {
@@ -165,6 +183,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     drainDelaySeconds: int(env, "KEYWARD_DRAIN_DELAY_SECONDS", 0, 0, 300),
     changeFeed: changeFeed(env, databaseUrl),
+    workers: workers(env, databaseUrl),
   };
 }
 

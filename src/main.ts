@@ -1,5 +1,6 @@
 // keyward server entry point: config → app; SIGTERM/SIGINT drain and exit 0.
 import { createApp } from "./app.js";
+import { isClusterPrimary, runPrimary } from "./cluster.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 
@@ -16,6 +17,15 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.logLevel });
   process.on("unhandledRejection", (err) => logger.error({ err }, "unhandled rejection"));
+  if (config.workers > 1 && isClusterPrimary()) {
+    // Workers re-run this file with the same environment and take the path below.
+    runPrimary({
+      workers: config.workers,
+      logger,
+      stopTimeoutMs: (config.drainDelaySeconds + config.shutdownTimeoutSeconds + 15) * 1000,
+    });
+    return;
+  }
 
   const app = await createApp({ config, logger });
   await app.start();
