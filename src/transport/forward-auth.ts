@@ -95,7 +95,8 @@ export function createForwardAuthHandler(options: ForwardAuthOptions): PlainHand
       return fail(error);
     }
     if (decision instanceof Promise) {
-      decision.then((d) => send(req, res, decisionOutcome(d, clock.now())), fail);
+      // A response that cannot be written (client gone) must not become an unhandled rejection.
+      decision.then((d) => send(req, res, decisionOutcome(d, clock.now())), fail).catch((error: unknown) => options.onError?.(error));
     } else {
       send(req, res, decisionOutcome(decision, clock.now()));
     }
