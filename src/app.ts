@@ -227,8 +227,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       if (config.drainDelaySeconds > 0) await new Promise((r) => setTimeout(r, config.drainDelaySeconds * 1000));
       clearInterval(flushTimer);
       clearInterval(sweepTimer);
-      shutdown.abort();
+      // In-flight calls finish on their own; only what outlives the grace period is cut.
       await server.close(config.shutdownTimeoutSeconds * 1000);
+      shutdown.abort();
       await feed?.stop();
       try {
         await usage.flush();

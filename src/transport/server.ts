@@ -70,16 +70,23 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
   // HTTP/1.1 connections are handed over by the sniffer, so the http server
   // never listens and its own idle-connection tracking is off: track here
   // which keep-alive sockets are between requests, to close them on drain.
-  const http1Active = new Map<Socket, number>();
+  const http1Active = new Map<Socket, Set<ServerResponse>>();
   let draining = false;
   const http1 = createHttpServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: 5_000 }, (req, res) => {
     const socket = req.socket;
-    http1Active.set(socket, (http1Active.get(socket) ?? 0) + 1);
-    if (draining) res.setHeader("connection", "close");
+    if (draining) {
+      // Arrived after the drain began (a keep-alive race): refuse it unprocessed.
+      res.shouldKeepAlive = false;
+      res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
+      res.end('{"code":"unavailable","message":"server is shutting down"}');
+      return;
+    }
+    let active = http1Active.get(socket);
+    if (active === undefined) http1Active.set(socket, (active = new Set()));
+    active.add(res);
     res.once("close", () => {
-      const left = (http1Active.get(socket) ?? 1) - 1;
-      http1Active.set(socket, left);
-      if (draining && left === 0) socket.end();
+      active.delete(res);
+      if (draining && active.size === 0) socket.end();
     });
     options.handler(req, res);
   });
@@ -135,7 +142,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
         // handle itself; resuming the JS stream here would steal its input.
         http2.emit("connection", socket);
       } else {
-        http1Active.set(socket, 0);
+        http1Active.set(socket, new Set());
         socket.once("close", () => http1Active.delete(socket));
         http1.emit("connection", socket);
         socket.resume();
@@ -144,8 +151,12 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
     socket.on("data", onData);
   });
 
+  // Idle keep-alive sockets close now; busy ones answer with "connection: close" and then close.
   const closeIdleHttp1 = () => {
-    for (const [socket, active] of http1Active) if (active === 0) socket.end();
+    for (const [socket, active] of http1Active) {
+      if (active.size === 0) socket.end();
+      else for (const res of active) if (!res.headersSent) res.shouldKeepAlive = false;
+    }
   };
 
   return {
