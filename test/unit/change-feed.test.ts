@@ -1,6 +1,7 @@
 // The change feed's pure parts: payload format under NOTIFY's size limit,
 // reconnect backoff, and what each event does to the cache.
 import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.js";
 import { createCacheSync } from "../../src/core/cache-sync.js";
 import { createKeyCache } from "../../src/core/key-cache.js";
 import type { KeyRecord } from "../../src/core/model.js";
@@ -75,5 +76,42 @@ describe("cache sync", () => {
     expect(cache.peek(hash(2))).toBeUndefined();
     sync.unknownChange("unrecognised payload");
     expect(sync.stats()).toEqual({ evictions: 0, clears: 3 });
+  });
+});
+
+describe("change feed configuration", () => {
+  const pg = "postgres://keyward:secret@db.internal:5432/keyward";
+
+  it("defaults to auto with a 10 s backoff cap and a 5 s heartbeat", () => {
+    expect(loadConfig({ KEYWARD_DATABASE_URL: pg }).changeFeed).toEqual({
+      mode: "auto",
+      url: undefined,
+      reconnectMaxSeconds: 10,
+      heartbeatSeconds: 5,
+    });
+    const direct = "postgres://keyward:secret@db-direct.internal:5432/keyward";
+    expect(loadConfig({ KEYWARD_DATABASE_URL: pg, KEYWARD_CHANGE_FEED: "OFF", KEYWARD_CHANGE_FEED_URL: direct }).changeFeed)
+      .toMatchObject({ mode: "off", url: direct });
+  });
+
+  it.each([
+    [{ KEYWARD_DATABASE_URL: pg, KEYWARD_CHANGE_FEED: "sometimes" }, "KEYWARD_CHANGE_FEED", /expected auto, on or off/],
+    [{ KEYWARD_CHANGE_FEED: "on" }, "KEYWARD_CHANGE_FEED", /needs a PostgreSQL/],
+    [{ KEYWARD_DATABASE_URL: pg, KEYWARD_CHANGE_FEED_URL: "sqlite:x.db" }, "KEYWARD_CHANGE_FEED_URL", /postgres/],
+    [{ KEYWARD_DATABASE_URL: pg, KEYWARD_CHANGE_FEED_URL: "mysql://a:hunter2@b/c" }, "KEYWARD_CHANGE_FEED_URL", /unsupported scheme/],
+    [{ KEYWARD_CHANGE_FEED_URL: pg }, "KEYWARD_CHANGE_FEED_URL", /only applies when KEYWARD_DATABASE_URL is PostgreSQL/],
+    [{ KEYWARD_DATABASE_URL: pg, KEYWARD_CHANGE_FEED_RECONNECT_MAX_SECONDS: "0" }, "KEYWARD_CHANGE_FEED_RECONNECT_MAX_SECONDS", /between 1 and 600/],
+    [{ KEYWARD_DATABASE_URL: pg, KEYWARD_CHANGE_FEED_HEARTBEAT_SECONDS: "soon" }, "KEYWARD_CHANGE_FEED_HEARTBEAT_SECONDS", /whole number/],
+  ])("rejects %j naming the variable", (env, variable, message) => {
+    let error: unknown;
+    try {
+      loadConfig(env);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(variable);
+    expect((error as Error).message).toMatch(message);
+    expect((error as Error).message).not.toContain("hunter2");
   });
 });
