@@ -27,7 +27,9 @@ import { createGrpcUnaryHandler, schemaMethod } from "./transport/grpc-unary.js"
 import { createHealthCheckHandler, createHealthService, createHealthState, type HealthState } from "./transport/health.js";
 import { createHttpRoutes } from "./transport/http-routes.js";
 import { createKeyService, createVerifyMethod } from "./transport/key-service.js";
-import { createErrorInterceptor, createRoutes } from "./transport/routes.js";
+import { createRoutes, createRpcInterceptor } from "./transport/routes.js";
+import { createMetrics } from "./metrics.js";
+import { Code } from "@connectrpc/connect";
 import { createReflectionServices, reflectionServiceDescs } from "./transport/reflection.js";
 import { createKeywardServer, type KeywardServer } from "./transport/server.js";
 import { createSettingsService } from "./transport/settings-service.js";
@@ -81,14 +83,55 @@ export async function createApp(options: AppOptions): Promise<App> {
     staleIfErrorMs: config.cache.staleIfErrorSeconds * 1000,
     now: clock.now,
   });
+  // Every instance on one PostgreSQL database hears every key change (LISTEN/NOTIFY)
+  // and evicts it; after a gap in listening it clears the whole cache.
+  const feedUrl = config.changeFeed.url ?? config.databaseUrl;
+  const feed =
+    config.changeFeed.mode !== "off" && database.kind === "postgresql" && /^postgres(ql)?:/.test(feedUrl)
+      ? createPgChangeFeed({
+          url: feedUrl,
+          logger,
+          reconnectMaxMs: config.changeFeed.reconnectMaxSeconds * 1000,
+          heartbeatMs: config.changeFeed.heartbeatSeconds * 1000,
+        })
+      : undefined;
+  const cacheSync = createCacheSync({
+    cache,
+    onClear: (info) =>
+      logger.warn(info, "verification cache cleared: key change notifications may have been missed"),
+  });
+
+  const usageStats = { flushes: 0, flushFailures: 0, lastFlushAt: clock.now(), dropped: 0 };
   const usage = createUsageRecorder({
     store: database.keys,
     onFlushError: (err, pendingKeys) => logger.warn({ err, pendingKeys }, "usage flush failed; counts kept for the next flush"),
-    onDrop: (count) => logger.error({ count }, "usage counts dropped: pending buffer full"),
+    onDrop: (count) => {
+      usageStats.dropped += count;
+      logger.error({ count }, "usage counts dropped: pending buffer full");
+    },
   });
+  const flushUsage = () =>
+    usage.flush().then(
+      () => {
+        usageStats.flushes++;
+        usageStats.lastFlushAt = clock.now();
+      },
+      (err: unknown) => {
+        usageStats.flushFailures++;
+        throw err;
+      },
+    );
+  let databaseUp = false;
   const limiter = createRateLimiter();
+  const metrics = createMetrics({
+    cache: () => cache.stats(),
+    usage: () => ({ ...usageStats, pendingKeys: usage.pendingKeys() }),
+    database: () => ({ up: databaseUp, pool: database.poolState() }),
+    rateLimitWindows: () => limiter.size(),
+    changeFeed: feed && (() => ({ ...feed.stats(), ...cacheSync.stats() })),
+  });
   const hasher = createKeyHasher(config.hashPepper);
-  const verifier = createVerifier({ cache, hasher, limiter, usage, clock });
+  const verifier = createVerifier({ cache, hasher, limiter, usage, clock, onDecision: metrics.decision });
   const auth = createAuthenticator({ adminToken: config.adminToken, verifier });
   const keys = createKeyManager({ store: database.keys, cache, hasher, clock });
   const settings = createSettingsManager({ store: database.settings, clock });
@@ -116,7 +159,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       authorization: createAuthorizationService(check),
       health: createHealthService(health),
     }),
-    interceptors: [createErrorInterceptor(logger)],
+    interceptors: [createRpcInterceptor({ logger, onCall: metrics.call, hotPathLogSampleRate: config.logSampleRate })],
     acceptCompression: [compressionGzip, compressionBrotli],
     readMaxBytes: config.maxMessageBytes,
     // JSON callers (curl) should see "valid": false rather than a missing field.
@@ -125,6 +168,10 @@ export async function createApp(options: AppOptions): Promise<App> {
     maxTimeoutMs: 5 * 60_000,
     shutdownSignal: shutdown.signal,
   });
+  // Like onAuthzError: one line per outage, not one per failed lookup.
+  const onLeanFault = throttled(5_000, (fields: unknown, suppressed: number) =>
+    logger.error({ ...(fields as object), suppressed }, "rpc failed"),
+  );
   const unary = createGrpcUnaryHandler({
     maxMessageBytes: config.maxMessageBytes,
     methods: [
@@ -133,14 +180,27 @@ export async function createApp(options: AppOptions): Promise<App> {
       schemaMethod("/grpc.health.v1.Health/Check", HealthCheckRequestSchema, HealthCheckResponseSchema, createHealthCheckHandler(health)),
     ],
     onError: (error, path) => {
-      if (isServerFault(error)) logger.error({ rpc: path, code: error.code, err: error.cause ?? error }, "rpc failed");
+      if (isServerFault(error)) onLeanFault({ rpc: path, code: error.code, err: error.cause ?? error });
+    },
+    onCall: (path, code, seconds) => {
+      metrics.call(path, code, seconds);
+      if (config.logSampleRate > 0 && Math.random() < config.logSampleRate) {
+        logger.info({ rpc: path, code: code === 0 ? "OK" : (Code[code] ?? String(code)), durationMs: seconds * 1000 }, "call");
+      }
     },
   });
-  const handler = createHttpRoutes({ forwardAuth: createForwardAuthHandler(authzOptions), health, fallback: connectHandler });
+  const handler = createHttpRoutes({
+    forwardAuth: createForwardAuthHandler(authzOptions),
+    health,
+    databaseUp: () => databaseUp,
+    metrics: config.metrics ? () => metrics.render() : undefined,
+    fallback: connectHandler,
+  });
   const server = createKeywardServer({ handler, unary });
 
   let flushTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
+  let pingTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -153,6 +213,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       throw error;
     }
     migrated = true;
+    databaseUp = true;
     health.set(true);
     return true;
   };
@@ -170,24 +231,6 @@ export async function createApp(options: AppOptions): Promise<App> {
       );
     }, delayMs);
   };
-
-  // Every instance on one PostgreSQL database hears every key change (LISTEN/NOTIFY)
-  // and evicts it; after a gap in listening it clears the whole cache.
-  const feedUrl = config.changeFeed.url ?? config.databaseUrl;
-  const feed =
-    config.changeFeed.mode !== "off" && database.kind === "postgresql" && /^postgres(ql)?:/.test(feedUrl)
-      ? createPgChangeFeed({
-          url: feedUrl,
-          logger,
-          reconnectMaxMs: config.changeFeed.reconnectMaxSeconds * 1000,
-          heartbeatMs: config.changeFeed.heartbeatSeconds * 1000,
-        })
-      : undefined;
-  const cacheSync = createCacheSync({
-    cache,
-    onClear: (info) =>
-      logger.warn(info, "verification cache cleared: key change notifications may have been missed"),
-  });
 
   return {
     database,
@@ -210,10 +253,15 @@ export async function createApp(options: AppOptions): Promise<App> {
         const listening = feed.start(cacheSync);
         if (migrated) await listening;
       }
-      flushTimer = setInterval(() => usage.flush().catch(() => {}), config.usageFlushSeconds * 1000);
+      flushTimer = setInterval(() => flushUsage().catch(() => {}), config.usageFlushSeconds * 1000);
       flushTimer.unref();
       sweepTimer = setInterval(() => limiter.sweep(clock.now()), 60_000);
       sweepTimer.unref();
+      // Database state for /readyz and metrics; it never changes what is served.
+      pingTimer = setInterval(() => {
+        if (migrated) database.ping().then(() => (databaseUp = true), () => (databaseUp = false));
+      }, DATABASE_CHECK_MS);
+      pingTimer.unref();
       const address = await server.listen(config.listen.host, config.listen.port);
       logger.info({ address: `${address.address}:${address.port}`, database: database.kind }, "keyward listening");
       return address;
@@ -227,12 +275,13 @@ export async function createApp(options: AppOptions): Promise<App> {
       if (config.drainDelaySeconds > 0) await new Promise((r) => setTimeout(r, config.drainDelaySeconds * 1000));
       clearInterval(flushTimer);
       clearInterval(sweepTimer);
+      clearInterval(pingTimer);
       // In-flight calls finish on their own; only what outlives the grace period is cut.
       await server.close(config.shutdownTimeoutSeconds * 1000);
       shutdown.abort();
       await feed?.stop();
       try {
-        await usage.flush();
+        await flushUsage();
       } catch (err) {
         logger.error({ err, pendingKeys: usage.pendingKeys() }, "final usage flush failed");
       }
@@ -242,6 +291,7 @@ export async function createApp(options: AppOptions): Promise<App> {
 }
 
 const FIRST_RETRY_MS = 500;
+const DATABASE_CHECK_MS = 5_000;
 const MAX_RETRY_MS = 30_000;
 
 /** Calls `log` at most once per `intervalMs`, telling it how many calls were skipped since. */

@@ -21,6 +21,10 @@ export interface Config {
   changeFeed: ChangeFeedConfig;
   /** KEYWARD_WORKERS: processes serving the one address (node:cluster); 1 runs no cluster. */
   workers: number;
+  /** KEYWARD_METRICS: serve Prometheus metrics at GET /metrics. */
+  metrics: boolean;
+  /** KEYWARD_LOG_SAMPLE_RATE: share (0-1) of hot-path calls (Verify, Check, health) logged. */
+  logSampleRate: number;
 }
 
 export interface ChangeFeedConfig {
@@ -63,6 +67,16 @@ function int(env: Env, name: string, fallback: number, min: number, max: number)
   if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
   const n = Number(raw.trim());
   if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function fraction(env: Env, name: string, fallback: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!/^(0|1|0?\.\d+|1\.0*)$/.test(raw) || !(n >= 0 && n <= 1)) {
+    throw new ConfigError(name, `expected a number from 0 to 1 (e.g. 0.01), got "${raw}"`);
+  }
   return n;
 }
 
@@ -184,6 +198,8 @@ export function loadConfig(env: Env = process.env): Config {
     drainDelaySeconds: int(env, "KEYWARD_DRAIN_DELAY_SECONDS", 0, 0, 300),
     changeFeed: changeFeed(env, databaseUrl),
     workers: workers(env, databaseUrl),
+    metrics: bool(env, "KEYWARD_METRICS", true),
+    logSampleRate: fraction(env, "KEYWARD_LOG_SAMPLE_RATE", 0),
   };
 }
 

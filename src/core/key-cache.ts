@@ -27,6 +27,8 @@ export interface KeyCacheStats {
   coalesced: number;
   /** Loads that failed and were answered from a stale entry. */
   staleServed: number;
+  /** Positive entries pushed out by the size bound. */
+  evictions: number;
   size: number;
   negativeSize: number;
 }
@@ -56,6 +58,7 @@ const STALE_RETRY_MS = 1000;
 export function createKeyCache(options: KeyCacheOptions): KeyCache {
   const now = options.now ?? Date.now;
   const ttlMs = options.ttlMs;
+  const counters = { hits: 0, misses: 0, loads: 0, coalesced: 0, staleServed: 0, evictions: 0 };
   // Entries live ttl + stale window; past ttl they only serve as a fallback.
   const positive = new LRUCache<string, Entry>({
     max: options.maxEntries,
@@ -63,6 +66,9 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     ttlAutopurge: false,
     updateAgeOnGet: false,
     perf: { now },
+    dispose: (_value, _key, reason) => {
+      if (reason === "evict") counters.evictions++;
+    },
   });
   const negativeMax = Math.max(1, options.negativeMaxEntries ?? Math.floor(options.maxEntries / 4));
   const negative = new LRUCache<string, true>({
@@ -72,7 +78,6 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     perf: { now },
   });
   const inflight = new Map<string, Promise<KeyRecord | null>>();
-  const counters = { hits: 0, misses: 0, loads: 0, coalesced: 0, staleServed: 0 };
 
   function store(hash: string, record: KeyRecord | null): void {
     if (record) {

@@ -32,6 +32,8 @@ export interface VerifierOptions {
   limiter: RateLimiter;
   usage: UsageRecorder;
   clock: Clock;
+  /** Called with every decision's code (metrics). */
+  onDecision?: (code: VerifyCode) => void;
 }
 
 export interface Verifier {
@@ -45,6 +47,7 @@ const NOT_FOUND: Decision = Object.freeze({ code: "not_found", key: null, rateLi
 
 export function createVerifier(options: VerifierOptions): Verifier {
   const { cache, hasher, limiter, usage, clock } = options;
+  const observe = options.onDecision ?? (() => {});
 
   function decide(record: KeyRecord | null, requiredScopes: readonly string[]): Decision {
     if (record === null) return NOT_FOUND;
@@ -79,8 +82,16 @@ export function createVerifier(options: VerifierOptions): Verifier {
   return {
     verify(key, requiredScopes) {
       const found = lookup(key);
-      if (found instanceof Promise) return found.then((record) => decide(record, requiredScopes));
-      return decide(found, requiredScopes);
+      if (found instanceof Promise) {
+        return found.then((record) => {
+          const decision = decide(record, requiredScopes);
+          observe(decision.code);
+          return decision;
+        });
+      }
+      const decision = decide(found, requiredScopes);
+      observe(decision.code);
+      return decision;
     },
     async authenticate(key) {
       const record = await lookup(key);

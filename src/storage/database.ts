@@ -45,8 +45,16 @@ export interface Database {
   migrate(): Promise<void>;
   /** Runs `select 1`; rejects when the database is unreachable. */
   ping(): Promise<void>;
+  /** Connection pool counts (PostgreSQL); undefined for SQLite or before the first connection. */
+  poolState(): PoolState | undefined;
   close(): Promise<void>;
   orm: SqlOrm;
+}
+
+export interface PoolState {
+  total: number;
+  idle: number;
+  waiting: number;
 }
 
 export const MIGRATIONS_TABLE = "keyward_migrations";
@@ -126,7 +134,15 @@ async function withPgMigrationLock<T>(url: string, debugQueries: QueryListener |
   }
 }
 
+/** The counters pg's Pool keeps. */
+interface PgPoolCounts {
+  totalCount: number;
+  idleCount: number;
+  waitingCount: number;
+}
+
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
+  let pool: PgPoolCounts | undefined;
   const target = parseDatabaseUrl(options.url);
   let lock: InstanceLock | undefined;
   if (target.kind === "sqlite" && target.path !== ":memory:") {
@@ -178,6 +194,12 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       await guarded("ping", async () => {
         await orm.em.fork().execute("select 1");
       });
+      if (target.kind === "postgresql" && pool === undefined) {
+        pool = (await (orm.em.getConnection() as unknown as { getNativeClient(): Promise<PgPoolCounts> }).getNativeClient());
+      }
+    },
+    poolState() {
+      return pool && { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
     },
     async close() {
       try {

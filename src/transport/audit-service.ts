@@ -4,6 +4,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { AuditReader } from "../core/audit.js";
 import type { Authenticator } from "../core/auth.js";
+import { callerOf } from "./call-context.js";
 import type { AuditEvent } from "../core/model.js";
 import { AuditEventSchema, AuditService } from "../gen/keyward/v1/audit_pb.js";
 
@@ -29,7 +30,7 @@ function toProto(event: AuditEvent) {
 export function createAuditService(options: AuditServiceOptions): ServiceImpl<typeof AuditService> {
   return {
     async listAuditEvents(request, ctx) {
-      const principal = await options.auth.authenticate(ctx.requestHeader.get("authorization"));
+      const principal = await callerOf(options.auth, ctx);
       const { events, nextPageToken } = await options.audit.list(principal, {
         tenantId: request.tenantId,
         pageSize: request.pageSize,

@@ -53,6 +53,8 @@ export interface GrpcUnaryOptions {
   maxMessageBytes: number;
   /** Called with every error turned into a status, for logging. */
   onError?: (error: ConnectError, path: string) => void;
+  /** Called once per finished call with its gRPC status code and duration (metrics). */
+  onCall?: (path: string, code: number, seconds: number) => void;
 }
 
 export interface GrpcUnaryHandler {
@@ -110,6 +112,7 @@ function frame(payload: Uint8Array): Buffer {
 // Per-call state lives on the stream and the listeners are shared functions,
 // so a call allocates one object instead of a closure per event.
 const kCall = Symbol("keyward.unaryCall");
+const kStart = Symbol("keyward.unaryStart");
 interface CallState {
   method: UnaryMethod;
   headers: IncomingHttpHeaders;
@@ -121,7 +124,7 @@ interface CallState {
   onBody: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, body: Buffer) => void;
   onTooBig: (stream: ServerHttp2Stream, method: UnaryMethod) => void;
 }
-type CallStream = ServerHttp2Stream & { [kCall]: CallState };
+type CallStream = ServerHttp2Stream & { [kCall]: CallState; [kStart]: number };
 
 function ignore(): void {}
 
@@ -149,8 +152,13 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   const methods = new Map(options.methods.map((m) => [m.path, m]));
   const maxBytes = options.maxMessageBytes;
 
+  const onCall = options.onCall;
+  const finished = (stream: ServerHttp2Stream, path: string, code: number) =>
+    onCall?.(path, code, (performance.now() - (stream as CallStream)[kStart]) / 1000);
+
   function sendError(stream: ServerHttp2Stream, error: ConnectError, path: string): void {
     options.onError?.(error, path);
+    finished(stream, path, error.code);
     if (stream.destroyed || stream.closed) return;
     const trailers = { "grpc-status": String(error.code), "grpc-message": encodeGrpcMessage(error.rawMessage) };
     if (!stream.headersSent) {
@@ -173,6 +181,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
     stream.once("wantTrailers", sendOkTrailers);
     stream.end(body);
+    finished(stream, method.path, 0);
   }
 
   function run(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, payload: Uint8Array): void {
@@ -267,10 +276,12 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     },
     serve(stream, headers) {
       const method = methods.get(headers[":path"]!)!;
+      if (onCall) (stream as CallStream)[kStart] = performance.now();
       // A client reset must never become an uncaught error.
       stream.on("error", ignore);
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
+        finished(stream, method.path, Code.Unimplemented);
         if (!stream.headersSent) {
           stream.respond(
             {

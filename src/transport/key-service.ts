@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Authenticator } from "../core/auth.js";
+import { callerOf } from "./call-context.js";
 import { invalidArgument } from "../core/errors.js";
 import { MAX_KEY_LENGTH } from "../core/key-format.js";
 import type { KeyManager } from "../core/keys.js";
@@ -86,7 +87,7 @@ export function createVerifyMethod(options: Pick<KeyServiceOptions, "verifier" |
 export function createKeyService(options: KeyServiceOptions): ServiceImpl<typeof KeyService> {
   const { keys, usage, auth } = options;
   const verify = createVerifyHandler(options);
-  const principal = (ctx: HandlerContext) => auth.authenticate(ctx.requestHeader.get("authorization"));
+  const principal = (ctx: HandlerContext) => callerOf(auth, ctx);
   const view = (record: Parameters<typeof apiKeyToProto>[0]) => apiKeyToProto(record, usage.pending(record.id));
 
   return {

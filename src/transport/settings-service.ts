@@ -1,6 +1,7 @@
 // keyward.v1.SettingsService: wire ⇄ domain only.
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Authenticator } from "../core/auth.js";
+import { callerOf } from "./call-context.js";
 import type { SettingsManager } from "../core/settings.js";
 import { SettingsService } from "../gen/keyward/v1/settings_pb.js";
 import { settingToProto, settingTypeToDomain } from "./convert.js";
@@ -12,7 +13,7 @@ export interface SettingsServiceOptions {
 
 export function createSettingsService(options: SettingsServiceOptions): ServiceImpl<typeof SettingsService> {
   const { settings, auth } = options;
-  const principal = (ctx: HandlerContext) => auth.authenticate(ctx.requestHeader.get("authorization"));
+  const principal = (ctx: HandlerContext) => callerOf(auth, ctx);
 
   return {
     async setSetting(request, ctx) {

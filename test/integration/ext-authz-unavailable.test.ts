@@ -61,7 +61,7 @@ describe("database unreachable from the start", () => {
     );
     const ready = await fetch(`${kw.baseUrl}/readyz`);
     expect(ready.status).toBe(503);
-    expect(await ready.json()).toEqual({ status: "not_serving", reason: "database unreachable" });
+    expect(await ready.json()).toEqual({ status: "not_serving", reason: "database unreachable", database: "down" });
     expect((await fetch(`${kw.baseUrl}/healthz`)).status).toBe(200);
     expect(kw.logs.join("")).toContain("database unreachable at start");
   });

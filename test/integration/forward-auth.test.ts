@@ -184,7 +184,7 @@ describe("forward-auth /v1/authz", () => {
 
   it("serves /healthz and /readyz, and leaves RPC paths to Connect", async () => {
     expect(await get(kw.port, "/healthz")).toMatchObject({ status: 200, body: '{"status":"ok"}' });
-    expect(await get(kw.port, "/readyz")).toMatchObject({ status: 200, body: '{"status":"serving"}' });
+    expect(await get(kw.port, "/readyz")).toMatchObject({ status: 200, body: '{"status":"serving","database":"up"}' });
     expect((await h2Get(kw.port, "/readyz", {})).status).toBe(200);
     expect((await get(kw.port, "/healthz", {}, "POST")).status).toBe(405);
     const { key } = await issue();

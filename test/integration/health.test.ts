@@ -144,9 +144,9 @@ describe("gRPC health through a drain", () => {
     const clients = grpcJsClients();
     try {
       const health = clients.client(Health, kw.baseUrl);
-      expect(await readyz(kw)).toEqual({ status: 200, body: { status: "serving" } });
+      expect(await readyz(kw)).toEqual({ status: 200, body: { status: "serving", database: "up" } });
       const stopped = kw.stop();
-      expect(await readyz(kw)).toEqual({ status: 503, body: { status: "not_serving", reason: "draining" } });
+      expect(await readyz(kw)).toEqual({ status: 503, body: { status: "not_serving", reason: "draining", database: "up" } });
       expect((await health.check({ service: "" })).status).toBe(Status.NOT_SERVING);
       expect((await fetch(`${kw.baseUrl}/healthz`)).status).toBe(200);
       await stopped;
