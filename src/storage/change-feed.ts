@@ -19,9 +19,11 @@ import { createPgClient, type PgClient } from "./pg-client.js";
 /** The one channel every keyward instance of a database listens on. */
 export const CHANGE_CHANNEL = "keyward_changes";
 
-// Payload "k:<hash>,<hash>...": key hashes, what the cache is keyed by. Other
-// prefixes are reserved; a listener that cannot read one clears its cache.
+// Payload "k:<hash>,<hash>...": key hashes, what the cache is keyed by.
+// "p:<name>": a listener's self-check after LISTEN; everyone else ignores it.
+// Other prefixes are reserved; a listener that cannot read one clears its cache.
 const KEY_PREFIX = "k:";
+const PING_PREFIX = "p:";
 // PostgreSQL rejects payloads of 8000 bytes or more; stay clear of the limit.
 export const MAX_PAYLOAD_BYTES = 7_900;
 const HASH_RE = /^[0-9a-f]{16,128}$/;
@@ -41,9 +43,13 @@ export function encodeKeyChanges(hashes: readonly string[]): string[] {
   return payloads;
 }
 
-export type DecodedChange = { kind: "keys"; hashes: string[] } | { kind: "unknown"; reason: string };
+export type DecodedChange =
+  | { kind: "keys"; hashes: string[] }
+  | { kind: "ping"; from: string }
+  | { kind: "unknown"; reason: string };
 
 export function decodeChange(payload: string | undefined): DecodedChange {
+  if (payload?.startsWith(PING_PREFIX)) return { kind: "ping", from: payload.slice(PING_PREFIX.length) };
   if (payload === undefined || !payload.startsWith(KEY_PREFIX)) {
     return { kind: "unknown", reason: `unrecognised payload prefix "${(payload ?? "").slice(0, 8)}"` };
   }
@@ -110,6 +116,8 @@ export function createPgChangeFeed(options: PgChangeFeedOptions): PgChangeFeed {
 
   let listener: KeyChangeListener | undefined;
   let client: PgClient | undefined;
+  // The connection between connect() and LISTEN's self-check, before it becomes `client`.
+  let opening: PgClient | undefined;
   let stopped = false;
   let everListened = false;
   let failures = 0;
@@ -121,11 +129,16 @@ export function createPgChangeFeed(options: PgChangeFeedOptions): PgChangeFeed {
   let heartbeatPending = false;
   const counters = { notifications: 0, reconnects: 0, lastGapMs: 0 };
 
+  // Resolved when this feed's own self-check ping comes back.
+  let awaitingPing: (() => void) | undefined;
+
   function dispatch(payload: string | undefined): void {
     const change = decodeChange(payload);
     try {
       if (change.kind === "keys") listener?.keysChanged(change.hashes);
-      else listener?.unknownChange(change.reason);
+      else if (change.kind === "ping") {
+        if (change.from === applicationName) awaitingPing?.();
+      } else listener?.unknownChange(change.reason);
     } catch (error) {
       logger.error({ err: describe(error) }, "change feed: handling a notification failed");
     }
@@ -166,6 +179,34 @@ export function createPgChangeFeed(options: PgChangeFeedOptions): PgChangeFeed {
     );
   }
 
+  /**
+   * Proves that LISTEN really delivers on this connection: through a
+   * transaction-pooling PgBouncer it is accepted and then silently lost.
+   */
+  async function selfCheck(c: PgClient): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const echoed = new Promise<void>((resolve, reject) => {
+      awaitingPing = resolve;
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              "LISTEN accepted but its own notification never arrived (a transaction-pooling PgBouncer?); " +
+                "point KEYWARD_CHANGE_FEED_URL at PostgreSQL directly",
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+    try {
+      await c.query("select pg_notify($1, $2)", [channel, PING_PREFIX + applicationName]);
+      await echoed;
+    } finally {
+      clearTimeout(timer);
+      awaitingPing = undefined;
+    }
+  }
+
   async function open(): Promise<PgClient> {
     const c = createPgClient({
       connectionString: options.url,
@@ -185,17 +226,22 @@ export function createPgChangeFeed(options: PgChangeFeedOptions): PgChangeFeed {
       lost(c, failed, Date.now());
     });
     c.on("notification", (message) => {
-      if (message.channel !== channel || client !== c) return;
+      // Also while opening: LISTEN is in effect once it answered.
+      if (message.channel !== channel || (client !== c && opening !== c)) return;
       counters.notifications++;
       lastConfirmedAt = Date.now();
       dispatch(message.payload);
     });
+    opening = c;
     try {
       await c.connect();
       await c.query(`listen ${channel}`);
+      await selfCheck(c);
     } catch (error) {
       c.end().catch(() => {});
       throw error;
+    } finally {
+      opening = undefined;
     }
     if (failed !== undefined) throw failed;
     return c;

@@ -85,6 +85,9 @@ describe.runIf(postgres.available)("several keyward processes on one PostgreSQL 
   /** Issues through A and warms B's and the control's caches with a valid answer. */
   async function issueAndWarm(scopes: string[] = []) {
     const issued = await keysA.issue({ tenantId: "acme", scopes }, { headers: adminHeaders });
+    // The Issue's own notification may still be on its way to B: let it land, then cache again,
+    // so the change under test is the only thing that can evict B's entry.
+    await sleep(200);
     for (const keys of [keysB, keysControl]) {
       expect((await keys.verify({ key: issued.key, requiredScopes: scopes })).code).toBe(VerifyCode.VALID);
     }
@@ -157,17 +160,21 @@ describe.runIf(postgres.available)("several keyward processes on one PostgreSQL 
 /** A TCP relay between an instance's listener and PostgreSQL that the test can cut and restore. */
 async function startRelay(target: { host: string; port: number }) {
   const sockets = new Set<Socket>();
+  const pairs = new Set<[Socket, Socket]>();
   let open = true;
   const server: Server = createServer((inbound) => {
     if (!open) return inbound.destroy();
     const outbound = connect(target.port, target.host);
     sockets.add(inbound).add(outbound);
+    const pair: [Socket, Socket] = [inbound, outbound];
+    pairs.add(pair);
     inbound.pipe(outbound).pipe(inbound);
     const close = () => {
       inbound.destroy();
       outbound.destroy();
       sockets.delete(inbound);
       sockets.delete(outbound);
+      pairs.delete(pair);
     };
     inbound.on("error", close).on("close", close);
     outbound.on("error", close).on("close", close);
@@ -184,7 +191,22 @@ async function startRelay(target: { host: string; port: number }) {
     restore() {
       open = true;
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    /** Existing connections go silent, open but carrying nothing (a half-open peer); new ones work. Returns how many. */
+    freeze(): number {
+      for (const [inbound, outbound] of pairs) {
+        inbound.unpipe(outbound);
+        outbound.unpipe(inbound);
+        inbound.pause();
+        outbound.pause();
+      }
+      const frozen = pairs.size;
+      pairs.clear();
+      return frozen;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 describe.runIf(postgres.available)("a gap in listening", () => {
@@ -207,6 +229,7 @@ describe.runIf(postgres.available)("a gap in listening", () => {
         ...CACHE_ENV,
         KEYWARD_CHANGE_FEED_URL: feedUrl.toString(),
         KEYWARD_CHANGE_FEED_RECONNECT_MAX_SECONDS: "1",
+        KEYWARD_CHANGE_FEED_HEARTBEAT_SECONDS: "1",
       },
     });
   });
@@ -244,6 +267,13 @@ describe.runIf(postgres.available)("a gap in listening", () => {
   }
   const audit = (action: string) => ({ actor: "admin", action, details: {}, at: new Date() });
 
+  /** Issues the key elsewhere and waits until this instance has heard of it, so a late eviction cannot blur the test. */
+  async function issueElsewhere(stored: KeyRecord) {
+    const heard = kw.app.changeFeed!.stats().notifications;
+    await writer.keys.insert(stored, audit("key.issue"));
+    while (kw.app.changeFeed!.stats().notifications === heard) await sleep(5);
+  }
+
   it("an unknown key remembered as unknown becomes valid soon after it is issued elsewhere", async () => {
     const keys = clientFor(kw.baseUrl);
     const { key } = generateKey();
@@ -259,7 +289,7 @@ describe.runIf(postgres.available)("a gap in listening", () => {
     const keys = clientFor(kw.baseUrl);
     const { key } = generateKey();
     const stored = record(key);
-    await writer.keys.insert(stored, audit("key.issue"));
+    await issueElsewhere(stored);
     expect((await keys.verify(create(VerifyRequestSchema, { key }))).code).toBe(VerifyCode.VALID);
     const before = kw.app.changeFeed!.stats();
     expect(before.listening).toBe(true);
@@ -281,5 +311,23 @@ describe.runIf(postgres.available)("a gap in listening", () => {
     expect(after).toMatchObject({ listening: true, reconnects: before.reconnects + 1, clears: before.clears + 1 });
     expect(after.lastGapMs).toBeGreaterThanOrEqual(300);
     expect(kw.logs.join("")).toMatch(/"reason":"gap".*verification cache cleared/);
+  });
+
+  it("a connection that goes silent without closing is found by the heartbeat and replaced", async () => {
+    const keys = clientFor(kw.baseUrl);
+    const { key } = generateKey();
+    const stored = record(key);
+    await issueElsewhere(stored);
+    expect((await keys.verify({ key })).code).toBe(VerifyCode.VALID);
+    const before = kw.app.changeFeed!.stats();
+
+    expect(relay.freeze()).toBe(1);
+    await writer.keys.revoke(stored.id, undefined, "into the void", audit("key.revoke"));
+    // Heartbeat every 1 s, 1 s to answer: found dead within ~2 s, then reconnected and cleared.
+    const elapsed = await timeUntil(keys, key, VerifyCode.REVOKED, [], 6_000);
+    console.info(`silent connection replaced; REVOKED after ${elapsed.toFixed(0)} ms`);
+    expect(elapsed).toBeGreaterThan(500);
+    expect(kw.app.changeFeed!.stats()).toMatchObject({ listening: true, reconnects: before.reconnects + 1, clears: before.clears + 1 });
+    expect(kw.logs.join("")).toMatch(/Query read timeout[^\n]*listening connection lost/);
   });
 });

@@ -20,6 +20,10 @@ describe("change payloads", () => {
     expect(payloads.flatMap((p) => (decodeChange(p) as { hashes: string[] }).hashes)).toEqual(many);
   });
 
+  it("recognises a listener's self-check ping, which changes nothing", () => {
+    expect(decodeChange("p:keyward-changes/42/abc")).toEqual({ kind: "ping", from: "keyward-changes/42/abc" });
+  });
+
   it("reports anything else as an unknown change (the listener then clears everything)", () => {
     for (const payload of [undefined, "", "s:acme", "k:", `k:${hash(1)},NOT-HEX`, `k:${hash(1)};drop`]) {
       expect(decodeChange(payload).kind).toBe("unknown");
