@@ -1,9 +1,10 @@
 // A foreign gRPC client for interop tests: Debian's python3-grpcio, with stubs
-// generated at test time from proto/ by Debian's protoc + grpc_python_plugin
-// (or grpc_tools.protoc when that is installed). Uses /usr/bin/python3, not a
-// pyenv or virtualenv interpreter, because the Debian packages live there.
-// Missing tools skip the tests with a warning, except under CI, where that is
-// an error.
+// generated at test time from proto/ by the Python client example's generator
+// (examples/clients/python/gen.py: Debian's protoc + grpc_python_plugin, or
+// grpc_tools.protoc when that is installed), so the tests and the example share
+// one way to generate. Uses /usr/bin/python3, not a pyenv or virtualenv
+// interpreter, because the Debian packages live there. Missing tools skip the
+// tests with a warning, except under CI, where that is an error.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -25,7 +26,8 @@ import {
 const run = promisify(execFile);
 
 export const PYTHON = "/usr/bin/python3";
-const PROTO_ROOT = fileURLToPath(new URL("../../proto", import.meta.url));
+/** The Python client example; its gen.py generates the stubs. */
+export const PYTHON_EXAMPLE_DIR = fileURLToPath(new URL("../../examples/clients/python", import.meta.url));
 export const PYTHON_APT_PACKAGES = "python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc";
 
 // google/protobuf/*.proto ship in libprotobuf-dev, which protobuf-compiler only
@@ -42,6 +44,8 @@ const WELL_KNOWN = [
 export interface PythonGrpc {
   /** Directory holding the generated *_pb2.py / *_pb2_grpc.py modules. */
   stubsDir: string;
+  /** Environment for running Python with the stubs importable (PYTHONPATH). */
+  env: Record<string, string>;
   /** Runs a Python script with the stubs importable; resolves with stdout. */
   runScript(script: string, env?: Record<string, string>): Promise<string>;
   dispose(): Promise<void>;
@@ -63,36 +67,38 @@ function unavailable(reason: string): undefined {
   return undefined;
 }
 
-/** Generates stubs for `protoFiles` (paths under proto/), or returns undefined when the tools are missing. */
-export async function preparePythonGrpc(protoFiles: string[]): Promise<PythonGrpc | undefined> {
+/**
+ * Generates stubs for keyward's keys and settings services and Envoy's ext_authz
+ * (everything gen.py covers) into a temporary directory, or returns undefined
+ * when the tools are missing.
+ */
+export async function preparePythonGrpc(): Promise<PythonGrpc | undefined> {
   if (!existsSync(PYTHON)) return unavailable(`${PYTHON} not found`);
   if (!(await succeeds(PYTHON, ["-c", "import grpc, google.protobuf"]))) return unavailable("python3 cannot import grpc and google.protobuf");
+  if (!(await succeeds(PYTHON, ["-c", "import grpc_tools.protoc"]))) {
+    const plugin = "/usr/bin/grpc_python_plugin";
+    if (!existsSync(plugin)) return unavailable(`${plugin} not found`);
+    if (!(await succeeds("protoc", ["--version"]))) return unavailable("protoc not found");
+  }
 
   const stubsDir = await mkdtemp(join(tmpdir(), "keyward-py-"));
   const wellKnown = join(stubsDir, "well-known.binpb");
   await writeFile(wellKnown, toBinary(FileDescriptorSetSchema, create(FileDescriptorSetSchema, { file: WELL_KNOWN.map((f) => f.proto) })));
-  const includes = ["-I", PROTO_ROOT, `--descriptor_set_in=${wellKnown}`];
-  const outputs = [`--python_out=${stubsDir}`, `--grpc_python_out=${stubsDir}`];
   try {
-    if (await succeeds(PYTHON, ["-c", "import grpc_tools.protoc"])) {
-      await run(PYTHON, ["-m", "grpc_tools.protoc", ...includes, ...outputs, ...protoFiles], { timeout: 60_000 });
-    } else {
-      const plugin = "/usr/bin/grpc_python_plugin";
-      if (!existsSync(plugin)) return unavailable(`${plugin} not found`);
-      if (!(await succeeds("protoc", ["--version"]))) return unavailable("protoc not found");
-      await run("protoc", [...includes, ...outputs, `--plugin=protoc-gen-grpc_python=${plugin}`, ...protoFiles], { timeout: 60_000 });
-    }
+    await run(PYTHON, [join(PYTHON_EXAMPLE_DIR, "gen.py"), stubsDir, `--descriptor_set_in=${wellKnown}`], { timeout: 60_000 });
   } catch (error) {
     await rm(stubsDir, { recursive: true, force: true });
     throw error;
   }
 
+  const env = { PYTHONPATH: stubsDir, PYTHONDONTWRITEBYTECODE: "1" };
   return {
     stubsDir,
-    async runScript(script, env = {}) {
+    env,
+    async runScript(script, extraEnv = {}) {
       const { stdout } = await run(PYTHON, ["-c", script], {
         timeout: 60_000,
-        env: { ...process.env, PYTHONPATH: stubsDir, PYTHONDONTWRITEBYTECODE: "1", ...env },
+        env: { ...process.env, ...env, ...extraEnv },
       });
       return stdout;
     },

@@ -1,20 +1,11 @@
 // A foreign client: Python grpcio (C-core HTTP/2) with stubs generated from our
-// protos by Debian's protoc, calling keyward.v1.KeyService (Issue, Verify) and
-// envoy.service.auth.v3.Authorization/Check against a keyward on port 0.
+// protos by Debian's protoc (through examples/clients/python/gen.py), calling
+// keyward.v1.KeyService (Issue, Verify) and envoy.service.auth.v3.Authorization/Check
+// against a keyward on port 0.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { preparePythonGrpc, type PythonGrpc } from "../helpers/python.js";
 import { ADMIN_TOKEN } from "../helpers/core.js";
 import { startKeyward, type RunningKeyward } from "../helpers/server.js";
-
-const PROTOS = [
-  "keyward/v1/keys.proto",
-  "envoy/service/auth/v3/external_auth.proto",
-  "envoy/service/auth/v3/attribute_context.proto",
-  "envoy/config/core/v3/base.proto",
-  "envoy/config/core/v3/address.proto",
-  "envoy/type/v3/http_status.proto",
-  "google/rpc/status.proto",
-];
 
 // Prints one JSON object with what the calls returned.
 const SCRIPT = String.raw`
@@ -80,7 +71,7 @@ print(json.dumps(out))
 
 let python: PythonGrpc | undefined;
 try {
-  python = await preparePythonGrpc(PROTOS);
+  python = await preparePythonGrpc();
 } catch (error) {
   if (process.env.CI) throw error;
   console.warn(`WARNING: generating Python stubs failed (${(error as Error).message}); skipping`);
