@@ -6,7 +6,7 @@
 // Environment: KEYWARD_URL (default http://127.0.0.1:50051), KEYWARD_ADMIN_TOKEN (required for Issue).
 // The message and service descriptors are the repository's generated code (src/gen, compiled to
 // dist/gen by `npm run build`); in your own project generate them with `buf generate` (protoc-gen-es).
-import { ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyService, VerifyCodeSchema } from "../../../dist/gen/keyward/v1/keys_pb.js";
 
@@ -41,8 +41,8 @@ async function main() {
 }
 
 main().catch((err) => {
-  // ConnectError carries the RPC status: e.g. "[unauthenticated] missing or invalid credentials".
-  const e = ConnectError.from(err);
-  console.error(`error: ${e.message}`);
+  // A failed RPC rejects with a ConnectError (err.code, err.rawMessage); its message reads
+  // "[unauthenticated] invalid credential".
+  console.error(`error: ${err instanceof Error ? err.message : err}`);
   process.exitCode = 1;
 });
