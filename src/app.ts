@@ -2,7 +2,7 @@
 // tests both build keyward through here, so tests run the real wiring.
 import type { AddressInfo } from "node:net";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
-import type { Config } from "./config.js";
+import type { Config, TlsConfig } from "./config.js";
 import { createAuthenticator } from "./core/auth.js";
 import { createCacheSync, type CacheSyncStats, type ChangeFeedStats } from "./core/cache-sync.js";
 import { KeywardError, unavailable } from "./core/errors.js";
@@ -31,7 +31,8 @@ import { createRoutes, createRpcInterceptor } from "./transport/routes.js";
 import { createMetrics } from "./metrics.js";
 import { Code } from "@connectrpc/connect";
 import { createReflectionServices, reflectionServiceDescs } from "./transport/reflection.js";
-import { createKeywardServer, type KeywardServer } from "./transport/server.js";
+import { createKeywardServer, type KeywardServer, type TlsSettings } from "./transport/server.js";
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { createSettingsService } from "./transport/settings-service.js";
 import { createAuditService } from "./transport/audit-service.js";
 import { createAuditReader } from "./core/audit.js";
@@ -53,6 +54,8 @@ export interface App {
   readonly server: KeywardServer;
   /** grpc.health.v1 and /readyz: SERVING once migrations ran, NOT_SERVING from stop() on. */
   readonly health: HealthState;
+  /** Re-reads the TLS certificate, key and client CA (SIGHUP); a bad set is logged and ignored. */
+  reloadTls(): void;
   /** Cross-instance cache invalidation; undefined when off (SQLite, or KEYWARD_CHANGE_FEED=off). */
   readonly changeFeed: { readonly applicationName: string; stats(): ChangeFeedStats & CacheSyncStats } | undefined;
   /**
@@ -196,7 +199,23 @@ export async function createApp(options: AppOptions): Promise<App> {
     metrics: config.metrics ? () => metrics.render() : undefined,
     fallback: connectHandler,
   });
-  const server = createKeywardServer({ handler, unary });
+  const tlsFiles = config.tls;
+  const server = createKeywardServer({
+    handler,
+    unary,
+    tls: tlsFiles && (() => loadTlsSettings(tlsFiles)),
+  });
+  const reloadTls = (why: string) => {
+    if (!tlsFiles) return;
+    try {
+      server.reloadTls();
+      logger.info({ why }, "TLS certificate reloaded");
+    } catch (err) {
+      logger.error({ err, why }, "TLS reload failed; keeping the previous certificate");
+    }
+  };
+  // Secret mounts (Kubernetes) swap files in place: poll their mtimes.
+  const watched = tlsFiles ? [tlsFiles.certFile, tlsFiles.keyFile, tlsFiles.clientCaFile].filter((f): f is string => !!f) : [];
 
   let flushTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
@@ -238,6 +257,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     usage,
     server,
     health,
+    reloadTls: () => reloadTls("signal"),
     changeFeed: feed && {
       applicationName: feed.applicationName,
       stats: () => ({ ...feed.stats(), ...cacheSync.stats() }),
@@ -262,8 +282,16 @@ export async function createApp(options: AppOptions): Promise<App> {
         if (migrated) database.ping().then(() => (databaseUp = true), () => (databaseUp = false));
       }, DATABASE_CHECK_MS);
       pingTimer.unref();
+      for (const file of watched) {
+        watchFile(file, { interval: TLS_WATCH_MS, persistent: false }, (now, before) => {
+          if (now.mtimeMs !== before.mtimeMs) reloadTls(`${file} changed`);
+        });
+      }
       const address = await server.listen(config.listen.host, config.listen.port);
-      logger.info({ address: `${address.address}:${address.port}`, database: database.kind }, "keyward listening");
+      logger.info(
+        { address: `${address.address}:${address.port}`, database: database.kind, tls: tlsFiles ? tlsFiles.clientAuth === "require" ? "mtls" : "on" : "off" },
+        "keyward listening",
+      );
       return address;
     },
     async stop() {
@@ -276,6 +304,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       clearInterval(flushTimer);
       clearInterval(sweepTimer);
       clearInterval(pingTimer);
+      for (const file of watched) unwatchFile(file);
       // In-flight calls finish on their own; only what outlives the grace period is cut.
       await server.close(config.shutdownTimeoutSeconds * 1000);
       shutdown.abort();
@@ -292,6 +321,18 @@ export async function createApp(options: AppOptions): Promise<App> {
 
 const FIRST_RETRY_MS = 500;
 const DATABASE_CHECK_MS = 5_000;
+const TLS_WATCH_MS = 5_000;
+
+function loadTlsSettings(files: TlsConfig): TlsSettings {
+  return {
+    context: {
+      cert: readFileSync(files.certFile),
+      key: readFileSync(files.keyFile),
+      ca: files.clientCaFile ? readFileSync(files.clientCaFile) : undefined,
+    },
+    clientAuth: files.clientAuth,
+  };
+}
 const MAX_RETRY_MS = 30_000;
 
 /** Calls `log` at most once per `intervalMs`, telling it how many calls were skipped since. */

@@ -62,6 +62,9 @@ export function runPrimary(options: PrimaryOptions): void {
 
   process.on("SIGTERM", () => stopAll("SIGTERM"));
   process.on("SIGINT", () => stopAll("SIGINT"));
+  process.on("SIGHUP", () => {
+    for (const worker of workers) worker.process.kill("SIGHUP");
+  });
   for (let i = 0; i < options.workers; i++) workers.add(cluster.fork());
   logger.info({ workers: options.workers }, "keyward primary started");
 }

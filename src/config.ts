@@ -1,6 +1,7 @@
 // Environment → one validated, typed Config. A bad value stops the start with
 // a message that names the variable.
 import { availableParallelism } from "node:os";
+import { accessSync, constants } from "node:fs";
 import { parseDatabaseUrl } from "./storage/database-url.js";
 
 export interface Config {
@@ -25,6 +26,19 @@ export interface Config {
   metrics: boolean;
   /** KEYWARD_LOG_SAMPLE_RATE: share (0-1) of hot-path calls (Verify, Check, health) logged. */
   logSampleRate: number;
+  /** TLS for the listener; undefined serves cleartext (h2c and HTTP/1.1). */
+  tls: TlsConfig | undefined;
+}
+
+export interface TlsConfig {
+  /** KEYWARD_TLS_CERT_FILE: PEM certificate chain. */
+  certFile: string;
+  /** KEYWARD_TLS_KEY_FILE: PEM private key. */
+  keyFile: string;
+  /** KEYWARD_TLS_CLIENT_CA_FILE: PEM CA bundle for client certificates (mTLS). */
+  clientCaFile: string | undefined;
+  /** KEYWARD_TLS_CLIENT_AUTH: none, request or require (default require when a client CA is set). */
+  clientAuth: "none" | "request" | "require";
 }
 
 export interface ChangeFeedConfig {
@@ -156,6 +170,38 @@ function workers(env: Env, databaseUrl: string): number {
   return n;
 }
 
+function readableFile(env: Env, name: string): string | undefined {
+  const path = env[name]?.trim();
+  if (!path) return undefined;
+  try {
+    accessSync(path, constants.R_OK);
+  } catch {
+    throw new ConfigError(name, `cannot read "${path}"`);
+  }
+  return path;
+}
+
+function tls(env: Env): TlsConfig | undefined {
+  const certFile = readableFile(env, "KEYWARD_TLS_CERT_FILE");
+  const keyFile = readableFile(env, "KEYWARD_TLS_KEY_FILE");
+  const clientCaFile = readableFile(env, "KEYWARD_TLS_CLIENT_CA_FILE");
+  const mode = env.KEYWARD_TLS_CLIENT_AUTH?.trim().toLowerCase() || undefined;
+  if (!certFile && !keyFile) {
+    if (clientCaFile || mode) throw new ConfigError(clientCaFile ? "KEYWARD_TLS_CLIENT_CA_FILE" : "KEYWARD_TLS_CLIENT_AUTH", "needs KEYWARD_TLS_CERT_FILE and KEYWARD_TLS_KEY_FILE");
+    return undefined;
+  }
+  if (!certFile) throw new ConfigError("KEYWARD_TLS_CERT_FILE", "is required with KEYWARD_TLS_KEY_FILE");
+  if (!keyFile) throw new ConfigError("KEYWARD_TLS_KEY_FILE", "is required with KEYWARD_TLS_CERT_FILE");
+  if (mode !== undefined && mode !== "none" && mode !== "request" && mode !== "require") {
+    throw new ConfigError("KEYWARD_TLS_CLIENT_AUTH", `expected none, request or require, got "${mode}"`);
+  }
+  const clientAuth = mode ?? (clientCaFile ? "require" : "none");
+  if (clientAuth !== "none" && !clientCaFile) {
+    throw new ConfigError("KEYWARD_TLS_CLIENT_AUTH", "needs KEYWARD_TLS_CLIENT_CA_FILE to verify client certificates");
+  }
+  return { certFile, keyFile, clientCaFile, clientAuth };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = env.KEYWARD_DATABASE_URL?.trim() || "sqlite:./data/keyward.db";
   try {
@@ -200,6 +246,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: workers(env, databaseUrl),
     metrics: bool(env, "KEYWARD_METRICS", true),
     logSampleRate: fraction(env, "KEYWARD_LOG_SAMPLE_RATE", 0),
+    tls: tls(env),
   };
 }
 

@@ -48,6 +48,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // SIGHUP re-reads the TLS certificate (they are also watched for changes).
+  process.on("SIGHUP", () => app.reloadTls());
 }
 
 main().catch((err: unknown) => {

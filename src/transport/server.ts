@@ -12,7 +12,8 @@ import {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from "node:http2";
-import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from "node:tls";
 import { encodeGrpcMessage, type GrpcUnaryHandler } from "./grpc-unary.js";
 
 export type HttpHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
@@ -27,6 +28,14 @@ export interface ServerOptions {
   maxHeaderBytes?: number;
   /** A connection that sends nothing for this long is closed. */
   idleTimeoutMs?: number;
+  /** Serve TLS (ALPN h2 and http/1.1) with what this returns; called again on reloadTls(). */
+  tls?: () => TlsSettings;
+}
+
+export interface TlsSettings {
+  context: SecureContextOptions;
+  /** Ask for client certificates ("request") or refuse connections without a valid one ("require"). */
+  clientAuth: "none" | "request" | "require";
 }
 
 export interface KeywardServer {
@@ -34,6 +43,8 @@ export interface KeywardServer {
   address(): AddressInfo;
   /** Stops accepting, lets in-flight calls finish, and force-closes what remains after graceMs. */
   close(graceMs: number): Promise<void>;
+  /** Re-reads the certificate, key and CA for new connections; throws (keeping the old ones) if they are bad. */
+  reloadTls(): void;
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -120,11 +131,21 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
   http2.setTimeout(idleTimeoutMs);
   http1.setTimeout(idleTimeoutMs);
 
-  const net = createNetServer((socket) => {
+  const track = (socket: Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
     socket.setNoDelay(true);
+  };
+  const toHttp2 = (socket: Socket) => http2.emit("connection", socket);
+  const toHttp1 = (socket: Socket) => {
+    http1Active.set(socket, new Set());
+    socket.once("close", () => http1Active.delete(socket));
+    http1.emit("connection", socket);
+  };
+
+  // Cleartext, or TLS without ALPN: the first bytes decide.
+  const sniff = (socket: Socket) => {
     let seen: Buffer = Buffer.alloc(0);
     const sniffTimer = setTimeout(() => socket.destroy(), Math.min(idleTimeoutMs, 10_000));
     const onData = (chunk: Buffer) => {
@@ -140,16 +161,40 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       if (isH2) {
         // The HTTP/2 session takes the buffered bytes and then reads the native
         // handle itself; resuming the JS stream here would steal its input.
-        http2.emit("connection", socket);
+        toHttp2(socket);
       } else {
-        http1Active.set(socket, new Set());
-        socket.once("close", () => http1Active.delete(socket));
-        http1.emit("connection", socket);
+        toHttp1(socket);
         socket.resume();
       }
     };
     socket.on("data", onData);
-  });
+  };
+
+  const tlsSettings = (): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } => {
+    const settings = options.tls!();
+    return {
+      ...settings.context,
+      requestCert: settings.clientAuth !== "none",
+      rejectUnauthorized: settings.clientAuth === "require",
+    };
+  };
+  let net: NetServer | TlsServer;
+  if (options.tls) {
+    const tls = createTlsServer({ ...tlsSettings(), ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: 10_000 }, (socket: TLSSocket) => {
+      track(socket);
+      // ALPN already chose the protocol; nothing to sniff.
+      if (socket.alpnProtocol === "h2") toHttp2(socket);
+      else if (socket.alpnProtocol === "http/1.1") toHttp1(socket);
+      else sniff(socket);
+    });
+    tls.on("tlsClientError", () => {});
+    net = tls;
+  } else {
+    net = createNetServer((socket) => {
+      track(socket);
+      sniff(socket);
+    });
+  }
 
   // Idle keep-alive sockets close now; busy ones answer with "connection: close" and then close.
   const closeIdleHttp1 = () => {
@@ -170,6 +215,10 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       });
     },
     address: () => net.address() as AddressInfo,
+    reloadTls() {
+      // Client-auth mode is fixed at start; certificates, key and CA can change.
+      if (options.tls) (net as TlsServer).setSecureContext(options.tls().context);
+    },
     async close(graceMs) {
       if (draining) return;
       draining = true;

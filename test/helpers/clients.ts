@@ -36,13 +36,13 @@ export function connectClients(kind: Exclude<ClientKind, "grpc-js">): ClientFact
 }
 
 /** A grpc-js client speaking protobuf-es messages; errors become ConnectErrors with the same code. */
-export function grpcJsClients(): ClientFactory {
+export function grpcJsClients(credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()): ClientFactory {
   const opened: grpc.Client[] = [];
   return {
     kind: "grpc-js",
     client<S extends DescService>(service: S, baseUrl: string): Client<S> {
       const target = baseUrl.replace(/^https?:\/\//, "");
-      const channel = new grpc.Client(target, grpc.credentials.createInsecure());
+      const channel = new grpc.Client(target, credentials);
       opened.push(channel);
       const impl: Record<string, unknown> = {};
       for (const method of service.methods) {
