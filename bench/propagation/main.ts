@@ -118,13 +118,20 @@ function openVerifyChannel(port: number): VerifyChannel {
         });
         const chunks: Buffer[] = [];
         let status: string | undefined;
-        stream.on("response", (headers) => (status = headers["grpc-status"] as string | undefined));
-        stream.on("trailers", (trailers) => (status = trailers["grpc-status"] as string | undefined));
+        let message: string | undefined;
+        const read = (headers: Record<string, unknown>) => {
+          status = (headers["grpc-status"] as string | undefined) ?? status;
+          message = (headers["grpc-message"] as string | undefined) ?? message;
+        };
+        stream.on("response", read);
+        stream.on("trailers", read);
         stream.on("data", (chunk: Buffer) => chunks.push(chunk));
         stream.on("error", reject);
         stream.on("end", () => {
           const body = Buffer.concat(chunks);
-          if (status !== "0" || body.length < 5) return reject(new Error(`Verify failed: grpc-status ${status}`));
+          if (status !== "0" || body.length < 5) {
+            return reject(new Error(`Verify failed: grpc-status ${status} ${decodeURIComponent(message ?? "")}`));
+          }
           resolve(fromBinary(VerifyResponseSchema, body.subarray(5, 5 + body.readUInt32BE(1))).code);
         });
         stream.end(request);
@@ -166,7 +173,11 @@ async function run(k: number): Promise<RunResult> {
     instances.push(await startInstance(env));
     while (instances.length < k) {
       const batch = Math.min(START_BATCH, k - instances.length);
-      instances.push(...(await Promise.all(Array.from({ length: batch }, () => startInstance(env)))));
+      const started = await Promise.allSettled(Array.from({ length: batch }, () => startInstance(env)));
+      // Keep the ones that started, so `finally` stops them, before reporting one that did not.
+      for (const r of started) if (r.status === "fulfilled") instances.push(r.value);
+      const failed = started.find((r) => r.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
     }
     const startMs = performance.now() - started;
     for (const instance of instances) channels.push(openVerifyChannel(instance.port));
@@ -179,7 +190,8 @@ async function run(k: number): Promise<RunResult> {
       issued.push({ request: verifyFrame(key), id: apiKey!.id });
     }
     // Warm: every instance caches every key as valid (one load each, then hits).
-    await Promise.all(
+    await settleAll(
+      instances,
       channels.map(async (channel) => {
         for (const { request } of issued) {
           for (let n = 0; n < 2; n++) {
@@ -201,7 +213,8 @@ async function run(k: number): Promise<RunResult> {
     for (const { request, id } of issued) {
       const t0 = performance.now();
       const revoke = origin.revoke({ id, reason: "bench" }, admin).then(() => performance.now() - t0);
-      const times = await Promise.all(others.map((channel) => timeToDeny(channel, request, t0)));
+      revoke.catch(() => {}); // awaited below; never left unhandled if polling fails first
+      const times = await settleAll(instances.slice(1), others.map((channel) => timeToDeny(channel, request, t0)));
       const acked = await revoke;
       revokeMs.push(acked);
       for (const t of times) {
@@ -220,6 +233,17 @@ async function run(k: number): Promise<RunResult> {
     await Promise.all(instances.map((instance) => instance.stop(10_000)));
     await adminQuery(`drop database if exists ${dbName} with (force)`);
   }
+}
+
+/** Like Promise.all, but waits for every task (none left unhandled) and names the failing instance with its log tail. */
+async function settleAll<T>(instances: KeywardProcess[], tasks: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(tasks);
+  const failed = settled.findIndex((r) => r.status === "rejected");
+  if (failed >= 0) {
+    const reason = (settled[failed] as PromiseRejectedResult).reason as Error;
+    throw new Error(`instance on port ${instances[failed]?.port}: ${reason.message}\n${instances[failed]?.output().slice(-2_000)}`);
+  }
+  return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 function startInstance(env: Record<string, string>): Promise<KeywardProcess> {
