@@ -5,14 +5,13 @@
 // record object is replaced on every change, so a WeakMap keys it safely);
 // only usage fields are appended per call. Tests check this codec against
 // protobuf-es on random input, field for field.
-import { create, toBinary } from "@bufbuild/protobuf";
+import { toBinary } from "@bufbuild/protobuf";
 import { invalidArgument } from "../core/errors.js";
 import type { KeyRecord } from "../core/model.js";
 import type { PendingUsage } from "../core/usage.js";
 import type { Decision } from "../core/verifier.js";
 import { ApiKeySchema } from "../gen/keyward/v1/keys_pb.js";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { verifyCodeToProto } from "./convert.js";
+import { apiKeyToProto, verifyCodeToProto } from "./convert.js";
 
 export interface VerifyInput {
   key: string;
@@ -172,28 +171,11 @@ const staticApiKeys = new WeakMap<KeyRecord, Uint8Array>();
 function staticApiKey(record: KeyRecord): Uint8Array {
   let bytes = staticApiKeys.get(record);
   if (bytes === undefined) {
-    const ts = (d: Date | null) => (d === null ? undefined : timestampFromMs(d.getTime()));
-    bytes = toBinary(
-      ApiKeySchema,
-      create(ApiKeySchema, {
-        id: record.id,
-        tenantId: record.tenantId,
-        name: record.name,
-        nameAr: record.nameAr,
-        prefix: record.prefix,
-        scopes: record.scopes,
-        rateLimit: record.rateLimit,
-        rateLimitWindowSeconds: record.rateLimitWindowSeconds,
-        expiresAt: ts(record.expiresAt),
-        createdAt: ts(record.createdAt),
-        updatedAt: ts(record.updatedAt),
-        enabled: record.enabled,
-        revokedAt: ts(record.revokedAt),
-        revokedReason: record.revokedReason,
-        createdBy: record.createdBy,
-        metadata: record.metadata,
-      }),
-    );
+    const apiKey = apiKeyToProto(record);
+    // Usage fields are appended per call.
+    apiKey.lastUsedAt = undefined;
+    apiKey.requestCount = 0n;
+    bytes = toBinary(ApiKeySchema, apiKey);
     staticApiKeys.set(record, bytes);
   }
   return bytes;
