@@ -152,7 +152,30 @@ async function timeToDeny(channel: VerifyChannel, request: Buffer, t0: number): 
   return undefined;
 }
 
+// Each instance holds its listening connection plus one or two pooled ones.
+const CONNECTIONS_PER_INSTANCE = 2.5;
+
+/**
+ * The PostgreSQL server may be shared (other test suites): wait, bounded, until
+ * K instances fit under max_connections rather than fail half-way with 53300.
+ */
+async function waitForConnectionHeadroom(k: number): Promise<void> {
+  const needed = Math.ceil(k * CONNECTIONS_PER_INSTANCE) + 5;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const [row] = await adminQuery(
+      "select current_setting('max_connections')::int - (select count(*) from pg_stat_activity)::int as free",
+    );
+    const free = Number(row?.free ?? 0);
+    if (free >= needed) return;
+    if (Date.now() > deadline) throw new Error(`PostgreSQL has ${free} free connections, K=${k} needs about ${needed}`);
+    process.stderr.write(`K=${k}: waiting for ${needed} free PostgreSQL connections (${free} now)\n`);
+    await sleep(5_000);
+  }
+}
+
 async function run(k: number): Promise<RunResult> {
+  await waitForConnectionHeadroom(k);
   const dbName = `keyward_bench_${randomBytes(5).toString("hex")}`;
   await adminQuery(`create database ${dbName}`);
   const url = pgBase();
