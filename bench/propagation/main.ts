@@ -152,8 +152,8 @@ async function timeToDeny(channel: VerifyChannel, request: Buffer, t0: number): 
   return undefined;
 }
 
-// Each instance holds its listening connection plus one or two pooled ones.
-const CONNECTIONS_PER_INSTANCE = 2.5;
+// Each instance holds its listening connection plus (with sequential lookups) one pooled one.
+const CONNECTIONS_PER_INSTANCE = 2;
 
 /**
  * The PostgreSQL server may be shared (other test suites): wait, bounded, until
@@ -187,6 +187,9 @@ async function run(k: number): Promise<RunResult> {
     KEYWARD_CACHE_MAX_ENTRIES: "1000",
     KEYWARD_CACHE_TTL_SECONDS: "60",
     KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: "60",
+    // Usage is written at shutdown only: a periodic flush would hold a second pooled
+    // connection per instance, and 32 instances must fit in max_connections = 100.
+    KEYWARD_USAGE_FLUSH_SECONDS: "3600",
   };
   const instances: KeywardProcess[] = [];
   const channels: VerifyChannel[] = [];
