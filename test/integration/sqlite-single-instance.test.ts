@@ -62,6 +62,9 @@ describe("one keyward process per SQLite file", () => {
     }
     // A clean stop releases it for the next process.
     const next = await startMain(env);
+    // One round trip first: "keyward listening" is logged just before the SIGTERM handler is installed.
+    const keys = connectClients("connect-json").client(KeyService, next.baseUrl);
+    expect((await keys.issue({ tenantId: "acme" }, { headers: adminHeaders })).key).toMatch(/^kw_/);
     expect(await next.stop()).toBe(0);
   });
 
