@@ -74,7 +74,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const clock = options.clock ?? systemClock;
   const ownsDatabase = options.database === undefined;
   // The server holds the SQLite single-instance lock; a second process on the file fails here.
-  const database = options.database ?? (await createDatabase({ url: config.databaseUrl, instanceLock: true }));
+  const database = options.database ?? (await createDatabase({ url: config.databaseUrl, instanceLock: true, poolMax: config.databasePoolMax }));
 
   // Until migrations have run the tables may not exist: lookups fail closed as unavailable.
   let migrated = false;

@@ -7,6 +7,8 @@ import { parseDatabaseUrl } from "./storage/database-url.js";
 export interface Config {
   listen: { host: string; port: number };
   databaseUrl: string;
+  /** KEYWARD_DATABASE_POOL_MAX: PostgreSQL connections per instance (plus one for LISTEN). */
+  databasePoolMax: number;
   adminToken: string | undefined;
   hashPepper: string | undefined;
   cache: { maxEntries: number; ttlSeconds: number; negativeTtlSeconds: number; staleIfErrorSeconds: number };
@@ -224,6 +226,7 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     listen: parseListen(env.KEYWARD_LISTEN || "127.0.0.1:50051"),
     databaseUrl,
+    databasePoolMax: int(env, "KEYWARD_DATABASE_POOL_MAX", 10, 1, 1000),
     adminToken,
     hashPepper: env.KEYWARD_HASH_PEPPER || undefined,
     cache: {

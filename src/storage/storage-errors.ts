@@ -21,6 +21,14 @@ export class StorageFailure extends Error {
 // Socket-level failures (no SQL involved) that mean the database cannot be reached.
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EHOSTUNREACH", "EPIPE"]);
 
+/**
+ * PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": connection
+ * exceptions (08), insufficient resources such as too many connections (53),
+ * and the server shutting down or starting (57P01-57P03).
+ */
+const unavailableSqlState = (code: string | undefined) =>
+  code !== undefined && (/^(08|53)/.test(code) || code === "57P01" || code === "57P02" || code === "57P03");
+
 // Messages pg and its pool use for connections that died or never came up.
 const LOST_CONNECTION = /connection terminated|connection timeout|timeout exceeded when trying to connect|connection ended|client has encountered a connection error/i;
 
@@ -28,7 +36,7 @@ export function sanitizeStorageError(operation: string, error: unknown): unknown
   if (!(error instanceof DriverException)) {
     const code = (error as { code?: unknown } | null)?.code;
     const message = error instanceof Error ? error.message : "";
-    if ((typeof code === "string" && NETWORK_CODES.has(code)) || LOST_CONNECTION.test(message)) {
+    if ((typeof code === "string" && (NETWORK_CODES.has(code) || unavailableSqlState(code))) || LOST_CONNECTION.test(message)) {
       return new KeywardError("unavailable", "database unavailable", { cause: error });
     }
     return error;
@@ -42,6 +50,7 @@ export function sanitizeStorageError(operation: string, error: unknown): unknown
   if (
     error instanceof ConnectionException ||
     (cause.code !== undefined && NETWORK_CODES.has(cause.code)) ||
+    unavailableSqlState(cause.code) ||
     LOST_CONNECTION.test(error.message)
   ) {
     return new KeywardError("unavailable", "database unavailable", { cause });
