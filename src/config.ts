@@ -64,18 +64,22 @@ export interface AuthzConfig {
 }
 
 export class ConfigError extends Error {
+  /** The message without its "VARIABLE: " location, so a config file can name its own key instead. */
+  readonly detail: string;
   constructor(
     readonly variable: string,
-    message: string,
+    detail: string,
+    location: string = variable,
   ) {
-    super(`${variable}: ${message}`);
+    super(`${location}: ${detail}`);
+    this.detail = detail;
     this.name = "ConfigError";
   }
 }
 
 export const MIN_ADMIN_TOKEN_LENGTH = 24;
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
 
 function int(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];

@@ -8,7 +8,8 @@ import type { Verifier } from "./verifier.js";
 export const ADMIN_SCOPE = "keyward:admin";
 
 export type Principal =
-  | { kind: "admin"; actor: "admin" }
+  // "admin": the admin token over the network; "cli": the keyward command line, straight against the database.
+  | { kind: "admin"; actor: "admin" | "cli" }
   | { kind: "key"; actor: string; keyId: string; tenantId: string; isAdmin: boolean };
 
 export interface AuthenticatorOptions {

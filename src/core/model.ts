@@ -110,7 +110,7 @@ export const systemClock: Clock = { now: () => Date.now() };
 export interface AuditEvent {
   id: string;
   tenantId: string;
-  /** "admin" or the acting key's id. */
+  /** "admin" (the admin token), "cli" (the command line) or the acting key's id. */
   actor: string;
   /** e.g. "key.issue", "key.revoke", "key.update", "setting.set", "setting.delete". */
   action: string;

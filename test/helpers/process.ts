@@ -5,6 +5,14 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const MAIN = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
+/** The package's bin (`keyward <command>`). */
+export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+
+export interface RunOptions {
+  /** Defaults to MAIN; CLI with args ["serve"] runs the same server through the bin. */
+  script?: string;
+  args?: string[];
+}
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -18,9 +26,12 @@ export function assertBuilt(): void {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` (npm test does it first)`);
 }
 
-export function runMain(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+export function runMain(
+  env: Record<string, string>,
+  options: RunOptions = {},
+): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   assertBuilt();
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [options.script ?? MAIN, ...(options.args ?? [])], {
     env: { PATH: process.env.PATH ?? "", KEYWARD_LISTEN: "127.0.0.1:0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -31,8 +42,8 @@ export function runMain(env: Record<string, string>): { child: ChildProcess; out
   return { child, output: () => out, exited };
 }
 
-export async function startMain(env: Record<string, string>): Promise<ServerProcess> {
-  const { child, output, exited } = runMain(env);
+export async function startMain(env: Record<string, string>, options: RunOptions = {}): Promise<ServerProcess> {
+  const { child, output, exited } = runMain(env, options);
   const baseUrl = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output()}`)), 20_000);
     const check = () => {
