@@ -274,12 +274,14 @@ describe("keyward config and config files", () => {
 
 describe("keys issued by the CLI on a running server", () => {
   it("SQLite: the server verifies CLI keys; CLI changes reach it within the cache TTL (no instance-lock conflict)", async () => {
-    const url = `sqlite:${join(dir, "served.db")}`;
-    const serverEnv = { KEYWARD_DATABASE_URL: url, KEYWARD_HASH_PEPPER: PEPPER, KEYWARD_CACHE_TTL_SECONDS: "1", KEYWARD_LOG_LEVEL: "warn" };
+    // One config file for both: the pepper must match for CLI keys to verify.
+    const file = join(dir, "served.yaml");
+    await writeFile(file, `database:\n  url: sqlite:${join(dir, "served.db")}\nhashPepper: ${PEPPER}\ncache:\n  ttlSeconds: 1\n`);
+    const serverEnv = { KEYWARD_CONFIG: file };
     const root = json<IssueOutput>(await keyward(["issue", "--tenant", "acme", "--scope", "keyward:admin", "--json"], serverEnv));
 
-    // Served through the bin's serve command with no admin token: the CLI's key is the only credential.
-    const server = await startMain({ ...serverEnv, KEYWARD_LOG_LEVEL: "info" }, { script: CLI, args: ["serve"] });
+    // The bin's default command (serve) with --config and no admin token: the CLI's key is the only credential.
+    const server = await startMain({}, { script: CLI, args: ["--config", file] });
     try {
       const keys = connectClients("connect-json").client(KeyService, server.baseUrl);
       expect((await keys.verify({ key: root.key, requiredScopes: ["keyward:admin"] })).code).toBe(VerifyCode.VALID);
