@@ -45,26 +45,31 @@ async function start(options: ServeOptions): Promise<void> {
   }
 
   const app = await createApp({ config, logger });
-  await app.start();
-
+  // Signals are handled before start() so a SIGTERM during startup still drains cleanly.
+  let started: Promise<unknown> = Promise.resolve();
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "draining");
-    app.stop().then(
-      () => {
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    started
+      .catch(() => {})
+      .then(() => app.stop())
+      .then(
+        () => {
+          logger.info("stopped");
+          process.exit(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
   // SIGHUP re-reads the TLS certificate (they are also watched for changes).
   process.on("SIGHUP", () => app.reloadTls());
+  started = app.start();
+  await started;
 }
