@@ -45,7 +45,11 @@ export function runMain(
 export async function startMain(env: Record<string, string>, options: RunOptions = {}): Promise<ServerProcess> {
   const { child, output, exited } = runMain(env, options);
   const baseUrl = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output()}`)), 20_000);
+    const timer = setTimeout(() => {
+      // Never leave a half-started server behind.
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start:\n${output()}`));
+    }, 20_000);
     const check = () => {
       const m = /"address":"([^"]+)"[^\n]*"msg":"keyward listening"/.exec(output());
       if (m) {
