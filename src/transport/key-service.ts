@@ -19,7 +19,7 @@ import {
 } from "../gen/keyward/v1/keys_pb.js";
 import { apiKeyToProto, timestampToDate, verifyCodeToProto } from "./convert.js";
 import { lean, type UnaryMethod } from "./grpc-unary.js";
-import { decodeVerifyRequest, encodeVerifyResponse, type VerifyInput } from "./verify-codec.js";
+import { decodeVerifyRequest, encodeVerifyResponse, encodeVerifyResponseFrame, type VerifyInput } from "./verify-codec.js";
 
 export interface KeyServiceOptions {
   verifier: Verifier;
@@ -81,6 +81,7 @@ export function createVerifyMethod(options: Pick<KeyServiceOptions, "verifier" |
       return verifier.verify(input.key, input.requiredScopes);
     },
     encode: (decision) => encodeVerifyResponse(decision, decision.key ? usage.pending(decision.key.id) : undefined),
+    encodeFrame: (decision) => encodeVerifyResponseFrame(decision, decision.key ? usage.pending(decision.key.id) : undefined),
   });
 }
 

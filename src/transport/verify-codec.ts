@@ -186,7 +186,21 @@ const TAG_REQUEST_COUNT = 12 << 3;
 
 /** Encodes keyward.v1.VerifyResponse for a decision; `pending` adds usage not yet written. */
 export function encodeVerifyResponse(decision: Decision, pending: PendingUsage | undefined): Uint8Array {
+  const w = writeVerifyResponse(new Writer(256), decision, pending);
+  return w.buf.subarray(0, w.pos);
+}
+
+/** The same, as a gRPC frame (uncompressed flag + length prefix) in one buffer. */
+export function encodeVerifyResponseFrame(decision: Decision, pending: PendingUsage | undefined): Buffer {
   const w = new Writer(256);
+  w.pos = 5;
+  writeVerifyResponse(w, decision, pending);
+  w.buf[0] = 0;
+  w.buf.writeUInt32BE(w.pos - 5, 1);
+  return w.buf.subarray(0, w.pos);
+}
+
+function writeVerifyResponse(w: Writer, decision: Decision, pending: PendingUsage | undefined): Writer {
   if (decision.code === "valid") {
     w.varint(0x08);
     w.varint(1);
@@ -232,5 +246,5 @@ export function encodeVerifyResponse(decision: Decision, pending: PendingUsage |
     }
     writeTimestampField(w, 0x1a, rl.resetAt);
   }
-  return w.buf.subarray(0, w.pos);
+  return w;
 }

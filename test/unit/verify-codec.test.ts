@@ -11,7 +11,7 @@ import {
   VerifyResponseSchema,
 } from "../../src/gen/keyward/v1/keys_pb.js";
 import { apiKeyToProto, verifyCodeToProto } from "../../src/transport/convert.js";
-import { decodeVerifyRequest, encodeVerifyResponse } from "../../src/transport/verify-codec.js";
+import { decodeVerifyRequest, encodeVerifyResponse, encodeVerifyResponseFrame } from "../../src/transport/verify-codec.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 
 const ms = fc.integer({ min: 0, max: 253_402_300_799_000 });
@@ -64,8 +64,14 @@ describe("verify codec", () => {
             ? create(RateLimitStatusSchema, { limit: d.rateLimit.limit, remaining: d.rateLimit.remaining, resetAt: timestampFromMs(d.rateLimit.resetAt) })
             : undefined,
         });
-        const actual = fromBinary(VerifyResponseSchema, encodeVerifyResponse(d, p));
+        const bytes = encodeVerifyResponse(d, p);
+        const actual = fromBinary(VerifyResponseSchema, bytes);
         expect(equals(VerifyResponseSchema, actual, expected)).toBe(true);
+        // The framed variant carries the same bytes behind a gRPC length prefix.
+        const framed = encodeVerifyResponseFrame(d, p);
+        expect(framed[0]).toBe(0);
+        expect(framed.readUInt32BE(1)).toBe(bytes.length);
+        expect(Buffer.from(framed.subarray(5)).equals(Buffer.from(bytes))).toBe(true);
       }),
       { numRuns: 500 },
     );
