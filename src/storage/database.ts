@@ -174,7 +174,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     kind: target.kind,
     // PostgreSQL announces key changes to every instance's cache (LISTEN/NOTIFY);
     // SQLite is single-instance, so there is no one to tell.
-    keys: createKeyStore(orm, target.kind === "postgresql" ? { notifyChanges: notifyKeyChanges } : {}),
+    keys: createKeyStore(orm, target.kind === "postgresql" ? { notifyChanges: notifyKeyChanges, batchedUsage: true } : {}),
     settings: createSettingStore(orm),
     audit: createAuditStore(orm),
     orm,

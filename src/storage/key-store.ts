@@ -57,6 +57,23 @@ export interface KeyStoreOptions {
    * transaction so the announcement commits (or rolls back) with it.
    */
   notifyChanges?: (em: SqlEntityManager, hashes: readonly string[]) => Promise<void>;
+  /**
+   * PostgreSQL: write usage as one UPDATE ... FROM (VALUES ...) per chunk of
+   * keys instead of one statement per key (a round trip each over the network).
+   */
+  batchedUsage?: boolean;
+}
+
+// 500 keys × 3 parameters stays far below PostgreSQL's 65,535 bind parameters.
+const USAGE_CHUNK = 500;
+
+function batchedUsageSql(rows: number): string {
+  const values = Array.from({ length: rows }, () => "(?, cast(? as bigint), cast(? as timestamptz))").join(", ");
+  return (
+    "update api_keys as k set request_count = k.request_count + v.n, " +
+    "last_used_at = case when k.last_used_at is null or k.last_used_at < v.at then v.at else k.last_used_at end " +
+    `from (values ${values}) as v(id, n, at) where k.id = v.id`
+  );
 }
 
 export function createKeyStore(orm: SqlOrm, options: KeyStoreOptions = {}): KeyStore {
@@ -155,6 +172,14 @@ export function createKeyStore(orm: SqlOrm, options: KeyStoreOptions = {}): KeyS
         if (deltas.length === 0) return;
         const merged = mergeDeltas(deltas);
         await orm.em.fork().transactional(async (em) => {
+          if (options.batchedUsage) {
+            for (let i = 0; i < merged.length; i += USAGE_CHUNK) {
+              const chunk = merged.slice(i, i + USAGE_CHUNK);
+              await em.execute(batchedUsageSql(chunk.length), chunk.flatMap((d) => [d.id, d.count, d.lastUsedAt]), "run");
+            }
+            return;
+          }
+          // SQLite is in-process: a prepared statement per key costs microseconds.
           for (const delta of merged) {
             await em.execute(ADD_USAGE_SQL, [delta.count, delta.lastUsedAt, delta.lastUsedAt, delta.id], "run");
           }

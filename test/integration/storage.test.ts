@@ -290,6 +290,17 @@ describe.each(factories)("storage on $kind", (factory) => {
     expect(events.filter((e) => e.action === "setting.delete").map((e) => e.target)).toEqual(["b.secret"]);
   });
 
+  it("addUsage writes large batches completely (PostgreSQL chunks them)", async () => {
+    const tenantId = unique("tenant");
+    const keys = Array.from({ length: 1_100 }, () => makeKey({ tenantId }));
+    for (const key of keys) await db.keys.insert(key, audit("key.issue"));
+    const at = new Date(Date.parse("2026-07-02T00:00:00.000Z"));
+    await db.keys.addUsage(keys.map((k, i) => ({ id: k.id, count: i + 1, lastUsedAt: new Date(at.getTime() + i) })));
+    for (const i of [0, 499, 500, 999, 1_000, 1_099]) {
+      expect(await db.keys.findById(keys[i]!.id)).toMatchObject({ requestCount: i + 1, lastUsedAt: new Date(at.getTime() + i) });
+    }
+  });
+
   it("addUsage adds counts and keeps the latest last_used_at", async () => {
     const tenantId = unique("tenant");
     const k1 = makeKey({ tenantId });
@@ -411,8 +422,10 @@ describe.each(factories)("storage on $kind", (factory) => {
         { id: key.id, count: 1, lastUsedAt: new Date() },
         { id: "other", count: 1, lastUsedAt: new Date() },
       ]);
-      expect(statements).toHaveLength(4);
-      expect(statements.filter((s) => /^update api_keys/i.test(s))).toHaveLength(2);
+      // PostgreSQL batches usage into one UPDATE ... FROM (VALUES ...); SQLite runs one per key.
+      const updates = factory.kind === "postgresql" ? 1 : 2;
+      expect(statements).toHaveLength(2 + updates);
+      expect(statements.filter((s) => /^update api_keys/i.test(s))).toHaveLength(updates);
 
       statements.length = 0;
       await observed.migrate();
