@@ -81,6 +81,8 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
 
   function store(hash: string, record: KeyRecord | null): void {
     if (record) {
+      // One string for the LRU key and the record (100k keys × 64 hex chars each add up).
+      record.hash = hash;
       negative.delete(hash);
       positive.set(hash, { record, loadedAt: now(), retryAt: 0 });
     } else {

@@ -175,7 +175,10 @@ function staticApiKey(record: KeyRecord): Uint8Array {
     // Usage fields are appended per call.
     apiKey.lastUsedAt = undefined;
     apiKey.requestCount = 0n;
-    bytes = toBinary(ApiKeySchema, apiKey);
+    const encoded = toBinary(ApiKeySchema, apiKey);
+    // A copy into Node's pooled slab: one small Buffer per key instead of an ArrayBuffer each.
+    bytes = Buffer.allocUnsafe(encoded.length);
+    bytes.set(encoded);
     staticApiKeys.set(record, bytes);
   }
   return bytes;
