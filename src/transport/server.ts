@@ -1,8 +1,8 @@
-// One listening address for every protocol: the first bytes of a connection
-// tell HTTP/2 prior knowledge (gRPC, h2c Connect/gRPC-Web) from HTTP/1.1
-// (Connect, gRPC-Web, plain HTTP endpoints). HTTP/2 streams for the lean gRPC
-// methods are served straight off the stream; everything else goes through
-// connect-node's adapter.
+// One listening address for every protocol. In cleartext the first bytes of a
+// connection tell HTTP/2 prior knowledge (gRPC, h2c Connect/gRPC-Web) from
+// HTTP/1.1 (Connect, gRPC-Web, plain HTTP endpoints); with TLS, ALPN decides.
+// HTTP/2 streams for the lean gRPC methods are served straight off the stream;
+// everything else goes through connect-node's adapter.
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import {
   createServer as createHttp2Server,
