@@ -11,8 +11,8 @@ import { generateKey, createKeyHasher } from "../src/core/key-format.js";
 import { VerifyCode } from "../src/gen/keyward/v1/keys_pb.js";
 import { createDatabase } from "../src/storage/database.js";
 import { createAdminClient } from "./lib/admin.js";
-import { ensureH2load, runH2load, h2loadProblems } from "./lib/h2load.js";
-import type { Http2LoadResult } from "./lib/http2-load.js";
+import { ensureH2load } from "./lib/h2load.js";
+import { runHttp2Load, type Http2LoadResult } from "./lib/http2-load.js";
 import { createBenchDatabase, seedKeys, storedRequestCount } from "./lib/pg-bench.js";
 import { countsBetween, createPgWireCounter, type PgWireCounter, type StatementCounts } from "./lib/pg-wire-counter.js";
 import { machineLoad, pinSelf, processMemory, startCeilingProcess, startKeywardProcess, type ChildServer } from "./lib/processes.js";
@@ -20,7 +20,7 @@ import { renderMarkdown, type BenchReport, type LatencyRow, type QueryRow, type 
 import { createScenarios, runScenario, type Scenario, type ScenarioId, type ScenarioRun } from "./lib/scenarios.js";
 import { median } from "./lib/stats.js";
 import { loadProblems, malformedFrom, runVerifyLoad, verifyBodies } from "./lib/verify-load.js";
-import { GRPC_HEADERS, VERIFY_PATH, verifyBody } from "./lib/requests.js";
+import { verifyBody } from "./lib/requests.js";
 import { collectGarbage, inspectorUrl } from "./lib/inspector.js";
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
@@ -39,6 +39,8 @@ const PG_URL = process.env.BENCH_PG_URL ?? process.env.KEYWARD_TEST_PG_URL ?? "p
 const ADMIN_TOKEN = "bench-admin-token-0123456789abcdef";
 const SCOPES = ["bench:read"];
 const SERVER_CPUS = "0";
+/** Below this share of a core during a max-throughput run, the server was starved, not loaded. */
+const MIN_SERVER_CPU = 0.85;
 const LOAD_CPUS = "1";
 
 const resultsDir = fileURLToPath(new URL("../../../bench/results/", import.meta.url));
@@ -230,19 +232,30 @@ async function main(): Promise<void> {
       planned.set(s.id, Math.min(400_000, Math.max(5_000, Math.round(warm.result.rps * SETTINGS.secondsPerRun))));
       log(`  warm-up ${s.id}: ${Math.round(warm.result.rps)} req/s, answer ${warm.answer}`);
     }
+    const retried = new Map<ScenarioId, number>();
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       for (const s of scenarios) {
-        const run = await runScenario(s, {
-          baseUrl: urlOf(s),
-          requests: planned.get(s.id)!,
-          clients: clientsFor(s),
-          streams: streamsFor(s),
-          cpus: loadCpus,
-          logFile,
-          admin,
-          // Statements are counted around each h2load run alone (not probes or usage reads).
-          counter: s.target === "keyward" ? counter : undefined,
-        });
+        const once = () =>
+          runScenario(s, {
+            baseUrl: urlOf(s),
+            requests: planned.get(s.id)!,
+            clients: clientsFor(s),
+            streams: streamsFor(s),
+            cpus: loadCpus,
+            logFile,
+            admin,
+            serverPid: s.target === "ceiling" ? ceiling.pid : kw.pid,
+            // Statements are counted around each h2load run alone (not probes or usage reads).
+            counter: s.target === "keyward" ? counter : undefined,
+          });
+        let run = await once();
+        // A server that got less than 85% of its CPU was starved by other work on this shared
+        // machine, not loaded by h2load: run again (twice at most) and say so in the row.
+        for (let retry = 0; retry < 2 && !s.http1 && (run.serverCpu ?? 1) < MIN_SERVER_CPU && run.problems.length === 0; retry++) {
+          log(`  round ${round} ${s.id}: server CPU ${Math.round((run.serverCpu ?? 0) * 100)}%, disturbed; again`);
+          retried.set(s.id, (retried.get(s.id) ?? 0) + 1);
+          run = await once();
+        }
         fail(`${s.id} round ${round}`, run.problems);
         runs.set(s.id, [...(runs.get(s.id) ?? []), run]);
         if (run.counts && round === 1) queries.push(queryRow(`${s.id} (h2load, round 1)`, run.counts, run.result.requests));
@@ -282,34 +295,46 @@ async function main(): Promise<void> {
         vsCeiling: median(rpsList) / ceilingRps,
         vsHealth: median(rpsList) / healthRps,
         answer: mid.answer,
+        serverCpu: median(list.map((r) => r.serverCpu ?? NaN)),
         lookupsPer1000: calls > 0 ? (lookups * 1000) / calls : undefined,
         problems: list.flatMap((r) => r.problems),
-        note: s.http1 ? "HTTP/1.1: one request in flight per connection" : undefined,
+        note: [s.http1 ? "HTTP/1.1: one request in flight per connection" : "", retried.get(s.id) ? `${retried.get(s.id)} disturbed run(s) repeated` : ""].filter(Boolean).join("; ") || undefined,
       });
     }
 
-    // --- p99 at half the measured maximum (h2load --rps per client).
-    for (const id of ["ceiling", "verify-hit", "check-hit"] as const) {
+    // --- Latency at about half the measured maximum. Neither h2load's --rps (it sends 100 ms'
+    // worth in one burst) nor its timing scripts (they fall behind) hold a steady rate, and a
+    // JavaScript open-loop client adds its own queueing, so concurrency is raised step by step
+    // (closed loop, h2load) until the rate reaches half the row's median max; that step is reported.
+    const levels: [number, number][] = [[1, 1], [2, 1], [4, 1], [4, 2], [4, 4], [8, 4], [8, 8], [16, 8]];
+    for (const id of ["ceiling", "health", "verify-hit", "check-hit"] as const) {
       const s = byId(id);
-      const rate = medianRps(id) / 2;
-      const perClient = Math.max(1, Math.round(rate / SETTINGS.clients));
-      const requests = Math.round(perClient * SETTINGS.clients * SETTINGS.secondsPerRun);
-      const run = await runScenario(s, {
-        baseUrl: urlOf(s), requests, clients: SETTINGS.clients, streams: SETTINGS.streams, rpsPerClient: perClient, cpus: loadCpus, logFile, admin,
-      });
-      fail(`${id} at half rate`, run.problems);
+      const half = medianRps(id) / 2;
+      let chosen: ScenarioRun | undefined;
+      let level: [number, number] = levels[0]!;
+      let estimate = half;
+      for (const [clients, streams] of levels) {
+        level = [clients, streams];
+        const run = await runScenario(s, {
+          baseUrl: urlOf(s), requests: Math.max(2_000, Math.round(estimate * 2)), clients, streams, cpus: loadCpus, logFile, admin,
+        });
+        fail(`${id} at ${clients}×${streams}`, run.problems);
+        chosen = run;
+        estimate = run.result.rps * 1.5;
+        if (run.result.rps >= half * 0.95) break;
+      }
       latency.push({
         id: `${id}-half-rate`,
-        title: `${s.title} at ½ of its max`,
+        title: `${s.title} at ~½ of its max`,
         client: "h2load",
-        concurrency: `${SETTINGS.clients}×${SETTINGS.streams}, --rps ${perClient}/client`,
-        requests,
-        rps: run.result.rps,
-        latencyUs: run.result.latencyUs,
-        answer: run.answer,
-        problems: run.problems,
+        concurrency: `${level[0]}×${level[1]} (½ max = ${Math.round(half).toLocaleString("en-US")}/s)`,
+        requests: chosen!.result.requests,
+        rps: chosen!.result.rps,
+        latencyUs: chosen!.result.latencyUs,
+        answer: chosen!.answer,
+        problems: chosen!.problems,
       });
-      log(`  half rate ${id}: ${Math.round(run.result.rps)} req/s, p99 ${(run.result.latencyUs.p99 / 1000).toFixed(2)} ms`);
+      log(`  ~half rate ${id}: ${Math.round(chosen!.result.rps)} req/s (half max ${Math.round(half)}) at ${level[0]}×${level[1]}, p50 ${(chosen!.result.latencyUs.p50 / 1000).toFixed(2)} ms, p99 ${(chosen!.result.latencyUs.p99 / 1000).toFixed(2)} ms`);
     }
 
     // --- node:http2 client rows: a cache hit for reference, then (6b) many distinct unknown keys.
@@ -327,14 +352,14 @@ async function main(): Promise<void> {
     for (const pass of [1, 2]) {
       // While the flood runs, a hot key is verified at a low rate: its latency says whether keyward stays responsive.
       const done = window();
-      const hotProbe = runH2load({
-        url: `${kwUrl}${VERIFY_PATH}`, bodyFile: byId("verify-hit").bodyFile, headers: { ...GRPC_HEADERS },
-        clients: 1, streams: 1, requests: 1_000, rpsPerClient: 250, cpus: loadCpus, logFile: `${logFile}.hot`,
+      const hot = byId("verify-hit");
+      const hotProbe = runHttp2Load({
+        baseUrl: kwUrl, path: hot.path, headers: hot.headers, bodies: [hot.body], requests: 1_000, connections: 1, streams: 0, rate: 250, check: hot.checkAnswer!,
       });
       const flood = await runVerifyLoad({ baseUrl: kwUrl, bodies: unknownBodies, requests: unknownBodies.length, connections: 4, streams: 16, expected: VerifyCode.NOT_FOUND });
       const hotRun = await hotProbe;
       const counts = done();
-      const p = [...loadProblems(flood), ...h2loadProblems(hotRun)];
+      const p = [...loadProblems(flood), ...loadProblems(hotRun)];
       const expectReads = pass === 1 ? unknownBodies.length : 0;
       if (counts.keyLookups !== expectReads) p.push(`${counts.keyLookups} key lookups, expected ${expectReads} (${pass === 1 ? "one per distinct unknown key" : "all remembered"})`);
       fail(`unknown distinct pass ${pass}`, p);
@@ -350,13 +375,13 @@ async function main(): Promise<void> {
       latency.push({
         id: `hot-during-flood-${pass}`,
         title: `Verify hit at 250 req/s during the unknown-key flood, pass ${pass}`,
-        client: "h2load",
-        concurrency: "1×1",
+        client: "node-http2",
+        concurrency: "1 conn, open loop at 250/s",
         requests: hotRun.requests,
         rps: hotRun.rps,
         latencyUs: hotRun.latencyUs,
         answer: "VERIFY_CODE_VALID",
-        problems: h2loadProblems(hotRun),
+        problems: loadProblems(hotRun),
         note: "flood and probe share CPU 1",
       });
       log(`  unknown distinct pass ${pass}: ${Math.round(flood.rps)} req/s, ${counts.keyLookups} reads; hot p99 during it ${(hotRun.latencyUs.p99 / 1000).toFixed(2)} ms`);
@@ -399,7 +424,7 @@ async function main(): Promise<void> {
     }
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       for (const [workers, server] of [[1, w1], [2, w2]] as const) {
-        const run = await runScenario(verifyHit, { baseUrl: `http://127.0.0.1:${server.port}`, requests, clients: SETTINGS.clients, streams: SETTINGS.streams, cpus: loadCpus, logFile });
+        const run = await runScenario(verifyHit, { baseUrl: `http://127.0.0.1:${server.port}`, requests, clients: SETTINGS.clients, streams: SETTINGS.streams, cpus: loadCpus, logFile, serverPid: server.pid });
         validSent += requests + 1;
         fail(`workers=${workers} round ${round}`, run.problems);
         workerRuns.set(workers, [...(workerRuns.get(workers) ?? []), run]);
@@ -434,6 +459,7 @@ async function main(): Promise<void> {
         vsCeiling: median(rpsList) / ceilingRps,
         vsHealth: median(rpsList) / healthRps,
         answer: mid.answer,
+        serverCpu: median(list.map((r) => r.serverCpu ?? NaN)),
         problems: list.flatMap((r) => r.problems),
         note: `${(median(rpsList) / w1Rps).toFixed(2)}× one worker; keyward on CPUs 0-1, h2load on CPU 1`,
       });
@@ -454,7 +480,7 @@ async function main(): Promise<void> {
       { target: "cache miss, 1M rows: p50 ≤ 2 ms (1 and 4 streams)", measured: `${(lat("verify-miss-c1").latencyUs.p50 / 1000).toFixed(2)} / ${(lat("verify-miss-c4").latencyUs.p50 / 1000).toFixed(2)} ms`, met: Math.max(lat("verify-miss-c1").latencyUs.p50, lat("verify-miss-c4").latencyUs.p50) <= 2000 },
       { target: `RSS with ${memory.cachedKeys.toLocaleString("en-US")} cached keys ≤ 150 MB`, measured: `${(memory.rssAfterMiB * 1.048576).toFixed(1)} MB (${(memory.rssAfterGcMiB * 1.048576).toFixed(1)} MB after a full GC)`, met: memory.rssAfterMiB * 1.048576 <= 150 },
       { target: "zero database writes per hot-path call", measured: `${hitWrites.toFixed(3)} write statements per 1k hits (usage write-behind batches)`, met: hitWrites < 1 },
-      { target: "p99 at ½ max ≤ 2 ms (Verify / Check hit)", measured: `${(lat("verify-hit-half-rate").latencyUs.p99 / 1000).toFixed(2)} / ${(lat("check-hit-half-rate").latencyUs.p99 / 1000).toFixed(2)} ms`, met: Math.max(lat("verify-hit-half-rate").latencyUs.p99, lat("check-hit-half-rate").latencyUs.p99) <= 2000 },
+      { target: "p99 at ~½ max ≤ 2 ms (Verify / Check hit; the ceiling server for reference)", measured: `${(lat("verify-hit-half-rate").latencyUs.p99 / 1000).toFixed(2)} / ${(lat("check-hit-half-rate").latencyUs.p99 / 1000).toFixed(2)} ms (ceiling ${(lat("ceiling-half-rate").latencyUs.p99 / 1000).toFixed(2)} ms)`, met: Math.max(lat("verify-hit-half-rate").latencyUs.p99, lat("check-hit-half-rate").latencyUs.p99) <= 2000 },
       { target: "2 workers serve more than 1 (2 CPUs, shared with h2load)", measured: `${(workerRows[1]!.rps / workerRows[0]!.rps).toFixed(2)}×`, met: workerRows[1]!.rps > workerRows[0]!.rps },
     ];
 

@@ -17,8 +17,6 @@ export interface H2loadOptions {
   streams: number;
   /** Exact request count (-n): every request is accounted for, unlike -D. */
   requests: number;
-  /** Rate limit per client (--rps). */
-  rpsPerClient?: number;
   http1?: boolean;
   /** taskset CPU list for h2load. */
   cpus?: string;
@@ -75,16 +73,17 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, ms: 1e-3, us: 1e-6 };
 export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
   // h2load appends to an existing log file.
   await rm(options.logFile, { force: true });
-  const args = [
-    "-n", String(options.requests),
+  const requests = options.requests;
+  const args: string[] = [];
+  args.push(
+    "-n", String(requests),
     "-c", String(options.clients),
     "-m", String(options.http1 ? 1 : options.streams),
     "-t", "1",
     "-d", options.bodyFile,
     `--log-file=${options.logFile}`,
-  ];
+  );
   for (const [name, value] of Object.entries(options.headers)) args.push("-H", `${name}: ${value}`);
-  if (options.rpsPerClient !== undefined) args.push(`--rps=${options.rpsPerClient}`);
   if (options.http1) args.push("--h1");
   args.push(options.url);
   const [command, ...rest] = pinned(options.cpus, ["h2load", ...args]);
@@ -113,7 +112,7 @@ export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
   await rm(options.logFile, { force: true });
 
   return {
-    requests: options.requests,
+    requests,
     done,
     succeeded: num(output, /(\d+) succeeded/, "succeeded count"),
     failed: num(output, /(\d+) failed/, "failed count"),

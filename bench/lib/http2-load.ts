@@ -1,6 +1,9 @@
-// A small closed-loop load generator over node:http2, for what h2load cannot
-// do: send a different body on every request (h2load posts one file), and
-// read every answer's trailers and body. Slower than h2load (it is
+// A small load generator over node:http2, for what h2load cannot do: send a
+// different body on every request (h2load posts one file), read every answer's
+// trailers and body, and hold a low steady open-loop rate (h2load's --rps
+// sends 100 ms bursts). It is JavaScript on one core: past a few thousand
+// requests/s its own queueing shows in the latencies, so the bench uses it
+// open-loop only for a 250/s probe. Slower than h2load (it is
 // JavaScript, one core), so its rows measure keyward plus this client; the
 // bench runs it against a Verify cache hit too, to give those rows a fair
 // reference.
@@ -25,8 +28,14 @@ export interface Http2LoadOptions {
   offset?: number;
   requests: number;
   connections: number;
-  /** Streams in flight per connection. */
+  /** Streams in flight per connection (closed loop; ignored with `rate`). */
   streams: number;
+  /**
+   * Open loop: request i is due at start + i / rate, sent round-robin over the
+   * connections whatever the answers, and its latency is counted from when it
+   * was due (so a late send counts against the result, not for it).
+   */
+  rate?: number;
   /** Returns undefined when the answer to bodies[index] is right, else what is wrong. */
   check: (answer: Answer, index: number) => string | undefined;
 }
@@ -63,11 +72,8 @@ export async function runHttp2Load(options: Http2LoadOptions): Promise<Http2Load
   const started = performance.now();
 
   await new Promise<void>((resolve) => {
-    const issue = (session: ClientHttp2Session): void => {
-      if (next >= total) return;
-      const i = next++;
+    const send = (session: ClientHttp2Session, i: number, t0: number, after: () => void): void => {
       const index = (offset + i) % options.bodies.length;
-      const t0 = performance.now();
       let status = 0;
       let grpcStatus: string | undefined;
       const chunks: Buffer[] = [];
@@ -90,11 +96,31 @@ export async function runHttp2Load(options: Http2LoadOptions): Promise<Http2Load
         if (problem === undefined) ok++;
         else problems[problem] = (problems[problem] ?? 0) + 1;
         if (++finished === total) resolve();
-        else issue(session);
+        else after();
       });
       stream.end(options.bodies[index]);
     };
-    for (const session of sessions) for (let s = 0; s < options.streams; s++) issue(session);
+
+    if (options.rate === undefined) {
+      // Closed loop: each finished request starts the next on its connection.
+      const issue = (session: ClientHttp2Session): void => {
+        if (next >= total) return;
+        send(session, next++, performance.now(), () => issue(session));
+      };
+      for (const session of sessions) for (let s = 0; s < options.streams; s++) issue(session);
+      return;
+    }
+    // Open loop: a setImmediate loop (sub-millisecond, unlike timers) sends whatever is due.
+    const gapMs = 1000 / options.rate;
+    const tick = () => {
+      const now = performance.now();
+      while (next < total && started + next * gapMs <= now) {
+        const i = next++;
+        send(sessions[i % sessions.length]!, i, started + i * gapMs, () => {});
+      }
+      if (next < total) setImmediate(tick);
+    };
+    setImmediate(tick);
   });
 
   const elapsedSeconds = (performance.now() - started) / 1000;

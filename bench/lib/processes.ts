@@ -71,7 +71,10 @@ async function spawnServer(options: SpawnOptions): Promise<ChildServer> {
   child.stderr!.on("data", append);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${options.argv.join(" ")} did not start:\n${out}`)), options.startTimeoutMs ?? 60_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${options.argv.join(" ")} did not start:\n${out}`));
+    }, options.startTimeoutMs ?? 60_000);
     const check = () => {
       const found = options.ready(out);
       if (found === undefined) return;
@@ -127,10 +130,10 @@ export function startKeywardProcess(options: KeywardProcessOptions): Promise<Chi
 }
 
 /** Starts the ceiling server (dist/bench/bench/ceiling-main.js) as a child. */
-export function startCeilingProcess(cpus: string | undefined): Promise<ChildServer> {
+export function startCeilingProcess(cpus: string | undefined, nodeArgs: string[] = []): Promise<ChildServer> {
   const entry = fileURLToPath(new URL("../ceiling-main.js", import.meta.url));
   return spawnServer({
-    argv: pinned(cpus, [process.execPath, entry]),
+    argv: pinned(cpus, [process.execPath, ...nodeArgs, entry]),
     env: { PATH: process.env.PATH ?? "" },
     ready: (out) => {
       const m = /\{"port":(\d+)/.exec(out);
@@ -166,4 +169,22 @@ export function childPids(pid: number): number[] {
 export function machineLoad(): { loadAverage: number[]; cpus: number } {
   const [a, b, c] = readFileSync("/proc/loadavg", "utf8").split(" ").map(Number);
   return { loadAverage: [a!, b!, c!], cpus: Number(execFileSync("nproc").toString().trim()) };
+}
+
+/** CPU time (user + system) a process and its live children have used so far, seconds (Linux /proc). */
+export function cpuSeconds(pid: number): number {
+  const ticks = (p: number) => {
+    try {
+      // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return 0;
+    }
+  };
+  let total = ticks(pid);
+  for (const child of childPids(pid)) total += ticks(child);
+  // USER_HZ is 100 on Linux.
+  return total / 100;
 }

@@ -13,6 +13,12 @@ import { HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/
 import { VerifyCode } from "../../src/gen/keyward/v1/keys_pb.js";
 import type { AdminClient, IssuedKey } from "./admin.js";
 import { countsBetween, type StatementCounts } from "./pg-wire-counter.js";
+import { cpuSeconds } from "./processes.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { HealthCheckResponseSchema } from "../../src/gen/grpc/health/v1/health_pb.js";
+import { VerifyResponseSchema } from "../../src/gen/keyward/v1/keys_pb.js";
+import { grpcAnswer, type Http2LoadOptions } from "./http2-load.js";
 import { h2loadProblems, runH2load, type H2loadResult } from "./h2load.js";
 import {
   CEILING_PATH,
@@ -55,6 +61,8 @@ export interface Scenario {
   expected: string;
   /** Key whose usage count must grow by one per request (valid answers only). */
   usageKeyId?: string;
+  /** Checks one answer read by the node:http2 client (HTTP/2 scenarios only). */
+  checkAnswer?: Http2LoadOptions["check"];
   /** Sends one request with the same bytes; returns the answer and the response bytes it weighs. */
   probe(baseUrl: string): Promise<{ answer: string; bytesEach: { min: number; max: number } }>;
 }
@@ -75,6 +83,12 @@ export interface ScenarioKeys {
 const VARYING = 8;
 
 const fixed = (n: number) => ({ min: n, max: n });
+
+const verifyAnswer = (expected: VerifyCode) =>
+  grpcAnswer((payload) => {
+    const code = fromBinary(VerifyResponseSchema, payload).code;
+    return code === expected ? undefined : `answer ${verifyCodeName(code)}, expected ${verifyCodeName(expected)}`;
+  });
 const around = (n: number) => ({ min: n - VARYING, max: n + VARYING });
 
 function verifyCodeName(code: VerifyCode): string {
@@ -106,6 +120,7 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
       body: verifyHit,
       http1: false,
       expected: "grpc-status 0, empty message",
+      checkAnswer: (a) => (a.status === 200 && a.grpcStatus === "0" && a.body.equals(Buffer.alloc(5)) ? undefined : `HTTP ${a.status}, grpc-status ${a.grpcStatus}, ${a.body.length} bytes`),
       async probe(baseUrl) {
         const probe = await probeGrpc(baseUrl, CEILING_PATH, grpc, verifyHit);
         const answer = probe.grpcStatus === "0" && probe.bodyBytes === 5 ? "grpc-status 0, empty message" : `grpc-status ${probe.grpcStatus}, ${probe.bodyBytes} bytes`;
@@ -121,6 +136,9 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
       body: healthBody(""),
       http1: false,
       expected: "SERVING",
+      checkAnswer: grpcAnswer((payload) =>
+        fromBinary(HealthCheckResponseSchema, payload).status === HealthCheckResponse_ServingStatus.SERVING ? undefined : "not SERVING",
+      ),
       async probe(baseUrl) {
         const probe = await probeGrpc(baseUrl, HEALTH_PATH, grpc, healthBody(""));
         return { answer: HealthCheckResponse_ServingStatus[decodeHealth(probe).status] ?? "?", bytesEach: fixed(probe.bodyBytes) };
@@ -136,6 +154,7 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
       http1: false,
       expected: "VERIFY_CODE_VALID",
       usageKeyId: keys.verify.id,
+      checkAnswer: verifyAnswer(VerifyCode.VALID),
       probe: verifyProbe(verifyHit, true),
     }),
     make({
@@ -148,6 +167,10 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
       http1: false,
       expected: "allowed",
       usageKeyId: keys.check.id,
+      checkAnswer: grpcAnswer((payload) => {
+        const outcome = checkOutcome(fromBinary(CheckResponseSchema, payload));
+        return outcome === "allowed" ? undefined : outcome;
+      }),
       async probe(baseUrl) {
         const probe = await probeGrpc(baseUrl, CHECK_PATH, grpc, checkBody(keys.check.key, keys.scopes));
         return { answer: checkOutcome(decodeCheck(probe)), bytesEach: around(probe.bodyBytes) };
@@ -179,6 +202,7 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
       body: verifyBody(keys.unknown, keys.scopes),
       http1: false,
       expected: "VERIFY_CODE_NOT_FOUND",
+      checkAnswer: verifyAnswer(VerifyCode.NOT_FOUND),
       probe: verifyProbe(verifyBody(keys.unknown, keys.scopes), false),
     }),
     make({
@@ -190,6 +214,7 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
       body: verifyBody(keys.malformed, keys.scopes),
       http1: false,
       expected: "VERIFY_CODE_NOT_FOUND",
+      checkAnswer: verifyAnswer(VerifyCode.NOT_FOUND),
       probe: verifyProbe(verifyBody(keys.malformed, keys.scopes), false),
     }),
   ];
@@ -200,11 +225,12 @@ export interface RunOptions {
   requests: number;
   clients: number;
   streams: number;
-  rpsPerClient?: number;
   cpus?: string;
   logFile: string;
   /** Checks valid answers through the key's usage count; without it only counts and bytes are checked (workers: each has its own count). */
   admin?: AdminClient;
+  /** The server's pid: its CPU use during the run is reported (1.0 = one core busy throughout). */
+  serverPid?: number;
   /** Counts keyward's SQL statements around the h2load run alone (not the probe or usage reads). */
   counter?: { counts(): StatementCounts };
 }
@@ -213,6 +239,8 @@ export interface ScenarioRun {
   scenario: ScenarioId;
   answer: string;
   result: H2loadResult;
+  /** Server CPU seconds per second of the run (its process and workers), when serverPid was given. */
+  serverCpu?: number;
   /** keyward's SQL statements during the h2load run, when a counter was given. */
   counts?: StatementCounts;
   /** Empty when every check passed. */
@@ -238,6 +266,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   const usageKeyId = options.admin ? scenario.usageKeyId : undefined;
   const before = usageKeyId ? await options.admin!.requestCount(usageKeyId) : 0;
   const start = options.counter?.counts();
+  const cpuBefore = options.serverPid ? cpuSeconds(options.serverPid) : 0;
   const result = await runH2load({
     url: `${options.baseUrl}${scenario.path}`,
     bodyFile: scenario.bodyFile,
@@ -245,16 +274,16 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     clients: options.clients,
     streams: options.streams,
     requests: options.requests,
-    rpsPerClient: options.rpsPerClient,
     http1: scenario.http1,
     cpus: options.cpus,
     logFile: options.logFile,
   });
+  const serverCpu = options.serverPid ? (cpuSeconds(options.serverPid) - cpuBefore) / result.elapsedSeconds : undefined;
   const counts = start && options.counter ? countsBetween(start, options.counter.counts()) : undefined;
   problems.push(...h2loadProblems(result, bytesEach));
   if (usageKeyId) {
-    const problem = await usageProblem(options.admin!, usageKeyId, before, options.requests);
+    const problem = await usageProblem(options.admin!, usageKeyId, before, result.requests);
     if (problem) problems.push(problem);
   }
-  return { scenario: scenario.id, answer, result, counts, problems };
+  return { scenario: scenario.id, answer, result, serverCpu, counts, problems };
 }
