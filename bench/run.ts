@@ -65,6 +65,7 @@ async function main(): Promise<void> {
   const loadCpus = pinnedLoad ? LOAD_CPUS : undefined;
   ensureH2load(log);
   const h2loadVersion = execFileSync("h2load", ["--version"]).toString().trim().split("\n")[0]!;
+  const source = describeSource();
   log(`${loadBefore.cpus} CPUs, load ${loadBefore.loadAverage.join(" ")}; ${pinnedLoad ? "servers on CPU 0, load on CPU 1" : "unpinned (no taskset or one CPU)"}`);
 
   const stamp = new Date(started).toISOString().replace(/[:.]/g, "-");
@@ -225,8 +226,10 @@ async function main(): Promise<void> {
     const clientsFor = (_s: Scenario) => SETTINGS.clients;
     const streamsFor = (s: Scenario) => (s.http1 ? 1 : SETTINGS.streams);
     for (const s of scenarios) {
+      // Long enough for V8 to finish optimizing the path (shorter warm-ups left round 1 of
+      // Check ~40% slower than rounds 2-3).
       const warm = await runScenario(s, {
-        baseUrl: urlOf(s), requests: 3_000, clients: clientsFor(s), streams: streamsFor(s), cpus: loadCpus, logFile, admin,
+        baseUrl: urlOf(s), requests: s.http1 ? 3_000 : 20_000, clients: clientsFor(s), streams: streamsFor(s), cpus: loadCpus, logFile, admin,
       });
       fail(`${s.id} (warm-up)`, warm.problems);
       planned.set(s.id, Math.min(400_000, Math.max(5_000, Math.round(warm.result.rps * SETTINGS.secondsPerRun))));
@@ -310,31 +313,33 @@ async function main(): Promise<void> {
     for (const id of ["ceiling", "health", "verify-hit", "check-hit"] as const) {
       const s = byId(id);
       const half = medianRps(id) / 2;
-      let chosen: ScenarioRun | undefined;
-      let level: [number, number] = levels[0]!;
+      const tried: { run: ScenarioRun; level: [number, number] }[] = [];
       let estimate = half;
       for (const [clients, streams] of levels) {
-        level = [clients, streams];
         const run = await runScenario(s, {
           baseUrl: urlOf(s), requests: Math.max(2_000, Math.round(estimate * 2)), clients, streams, cpus: loadCpus, logFile, admin,
         });
         fail(`${id} at ${clients}×${streams}`, run.problems);
-        chosen = run;
+        tried.push({ run, level: [clients, streams] });
         estimate = run.result.rps * 1.5;
         if (run.result.rps >= half * 0.95) break;
       }
+      // Of the last two steps (just below and at/above half), the one nearer half.
+      const nearest = tried.slice(-2).sort((a, b) => Math.abs(Math.log(a.run.result.rps / half)) - Math.abs(Math.log(b.run.result.rps / half)))[0]!;
+      const chosen = nearest.run;
+      const level = nearest.level;
       latency.push({
         id: `${id}-half-rate`,
         title: `${s.title} at ~½ of its max`,
         client: "h2load",
         concurrency: `${level[0]}×${level[1]} (½ max = ${Math.round(half).toLocaleString("en-US")}/s)`,
-        requests: chosen!.result.requests,
-        rps: chosen!.result.rps,
-        latencyUs: chosen!.result.latencyUs,
-        answer: chosen!.answer,
-        problems: chosen!.problems,
+        requests: chosen.result.requests,
+        rps: chosen.result.rps,
+        latencyUs: chosen.result.latencyUs,
+        answer: chosen.answer,
+        problems: chosen.problems,
       });
-      log(`  ~half rate ${id}: ${Math.round(chosen!.result.rps)} req/s (half max ${Math.round(half)}) at ${level[0]}×${level[1]}, p50 ${(chosen!.result.latencyUs.p50 / 1000).toFixed(2)} ms, p99 ${(chosen!.result.latencyUs.p99 / 1000).toFixed(2)} ms`);
+      log(`  ~half rate ${id}: ${Math.round(chosen.result.rps)} req/s (half max ${Math.round(half)}) at ${level[0]}×${level[1]}, p50 ${(chosen.result.latencyUs.p50 / 1000).toFixed(2)} ms, p99 ${(chosen.result.latencyUs.p99 / 1000).toFixed(2)} ms`);
     }
 
     // --- node:http2 client rows: a cache hit for reference, then (6b) many distinct unknown keys.
@@ -473,7 +478,7 @@ async function main(): Promise<void> {
     const targets: Target[] = [
       { target: "Verify hit ≥ 0.8× ceiling", measured: `${row("verify-hit").vsCeiling.toFixed(2)}×`, met: row("verify-hit").vsCeiling >= 0.8 },
       { target: "Check hit ≥ 0.8× ceiling", measured: `${row("check-hit").vsCeiling.toFixed(2)}×`, met: row("check-hit").vsCeiling >= 0.8 },
-      { target: "Verify/Check hit above grpc-js's empty handler (12,200–14,500 req/s in the issue)", measured: `${Math.round(row("verify-hit").rps)} / ${Math.round(row("check-hit").rps)} req/s`, met: Math.min(row("verify-hit").rps, row("check-hit").rps) >= 14_500 },
+      { target: "Verify/Check hit above grpc-js's empty handler (≥ 14,500 req/s, the top of the issue's 12,200–14,500)", measured: `${Math.round(row("verify-hit").rps)} / ${Math.round(row("check-hit").rps)} req/s`, met: Math.min(row("verify-hit").rps, row("check-hit").rps) >= 14_500 },
       { target: "malformed ≥ Verify hit throughput", measured: `${Math.round(row("verify-malformed").rps)} vs ${Math.round(row("verify-hit").rps)} req/s`, met: row("verify-malformed").rps >= row("verify-hit").rps },
       { target: "malformed and repeated unknown: no database reads", measured: `${row("verify-malformed").lookupsPer1000?.toFixed(3)} / ${row("verify-unknown-repeated").lookupsPer1000?.toFixed(3)} reads per 1k`, met: (row("verify-malformed").lookupsPer1000 ?? 1) === 0 && (row("verify-unknown-repeated").lookupsPer1000 ?? 1) === 0 },
       { target: "distinct unknown keys: one read each, then none; cached keys not evicted", measured: `${q("distinct unknown keys, pass 1").keyLookups} / ${q("distinct unknown keys, pass 2").keyLookups} reads for ${SETTINGS.unknownKeys.toLocaleString("en-US")} keys; ${q("hot key +").keyLookups} reads after`, met: q("hot key +").keyLookups === 0 && q("distinct unknown keys, pass 2").keyLookups === 0 },
@@ -496,6 +501,7 @@ async function main(): Promise<void> {
         loadAverageBefore: loadBefore.loadAverage,
         loadAverageAfter: machineLoad().loadAverage,
         note: "Shared machine: other work may run meanwhile; compare rows of one run, and the ranges across rounds.",
+        source,
       },
       settings: { ...SETTINGS },
       throughput,
@@ -534,6 +540,18 @@ async function quietWrites(counter: PgWireCounter, quietMs: number, maxMs: numbe
     }
   }
   return last - start;
+}
+
+/** The commit measured, and whether src/ had uncommitted changes (dist/ is built from the work tree). */
+function describeSource(): string {
+  try {
+    const git = (...args: string[]) => execFileSync("git", args, { cwd: fileURLToPath(new URL("../../..", import.meta.url)) }).toString().trim();
+    const commit = git("rev-parse", "--short", "HEAD");
+    const dirty = git("status", "--porcelain", "--", "src").split("\n").filter(Boolean).length;
+    return dirty === 0 ? `commit ${commit}` : `commit ${commit} plus ${dirty} uncommitted change(s) under src/`;
+  } catch {
+    return "unknown (not a git work tree)";
+  }
 }
 
 async function waitFor(test: () => boolean, timeoutMs: number, what: string): Promise<void> {

@@ -72,6 +72,8 @@ export interface BenchReport {
     loadAverageBefore: number[];
     loadAverageAfter: number[];
     note: string;
+    /** What was measured: the commit, and uncommitted changes under src/ if any. */
+    source: string;
   };
   settings: Record<string, number | string>;
   throughput: ThroughputRow[];
@@ -118,7 +120,7 @@ export function renderMarkdown(report: BenchReport): string {
   const lines: string[] = [
     `# keyward bench — ${report.startedAt}`,
     "",
-    `${m.cpus} CPUs, Node ${m.node}, ${m.h2load}; ${m.placement}. Load average before ${m.loadAverageBefore.join(" / ")}, after ${m.loadAverageAfter.join(" / ")}. ${m.note}`,
+    `Measured: ${m.source}. ${m.cpus} CPUs, Node ${m.node}, ${m.h2load}; ${m.placement}. Load average before ${m.loadAverageBefore.join(" / ")}, after ${m.loadAverageAfter.join(" / ")}. ${m.note}`,
     `Whole run: ${Math.round(report.durationSeconds)} s. Settings: ${Object.entries(report.settings).map(([k, v]) => `${k}=${v}`).join(", ")}.`,
     "",
     "## Throughput",
@@ -142,7 +144,7 @@ export function renderMarkdown(report: BenchReport): string {
     `| RSS right after a full GC | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
     `| live JS heap after a full GC | ${report.memory.heapBeforeMiB.toFixed(1)} MiB | ${report.memory.heapAfterMiB.toFixed(1)} MiB (${(((report.memory.heapAfterMiB - report.memory.heapBeforeMiB) * 2 ** 20) / report.memory.cachedKeys).toFixed(0)} bytes per key) |`,
     "",
-    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind then issued ${int(report.memory.usageFlush.writes)} write statements over ${report.memory.usageFlush.seconds.toFixed(1)} s (one UPDATE per key per flush).`,
+    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it.`,
     "",
     "## Database statements (counted on the wire between keyward and PostgreSQL)",
     "",
