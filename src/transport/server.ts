@@ -128,7 +128,10 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
     session.on("close", () => sessions.delete(session));
     session.on("error", () => {});
   });
-  http2.setTimeout(idleTimeoutMs);
+  // HTTP/1.1 connections time out when idle. HTTP/2 sessions do not: a session
+  // timer is refreshed on every read (a measurable cost per call), and it would
+  // cut long-lived health Watch streams; the sniffer already drops connections
+  // that never send a request.
   http1.setTimeout(idleTimeoutMs);
 
   const track = (socket: Socket) => {
