@@ -14,14 +14,14 @@ import { createRateLimiter } from "./core/rate-limiter.js";
 import { createSettingsManager } from "./core/settings.js";
 import { createUsageRecorder, type UsageRecorder } from "./core/usage.js";
 import { createVerifier } from "./core/verifier.js";
-import { Authorization, CheckRequestSchema, CheckResponseSchema } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
+import { Authorization } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "./gen/grpc/health/v1/health_pb.js";
 import { KeyService } from "./gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "./gen/keyward/v1/settings_pb.js";
 import type { Logger } from "./logger.js";
 import { createPgChangeFeed } from "./storage/change-feed.js";
 import { createDatabase, type Database } from "./storage/database.js";
-import { createAuthorizationService, createCheckHandler } from "./transport/ext-authz.js";
+import { createAuthorizationService, createCheckHandler, createCheckMethod } from "./transport/ext-authz.js";
 import { createForwardAuthHandler } from "./transport/forward-auth.js";
 import { createGrpcUnaryHandler, schemaMethod } from "./transport/grpc-unary.js";
 import { createHealthCheckHandler, createHealthService, createHealthState, type HealthState } from "./transport/health.js";
@@ -148,7 +148,8 @@ export async function createApp(options: AppOptions): Promise<App> {
     logger.error({ err, suppressed }, "authorization decision failed; denied (fail closed)"),
   );
   const authzOptions = { verifier, credential: config.authz, clock, onError: onAuthzError };
-  const check = createCheckHandler({ ...authzOptions, removeCredential: config.authz.removeCredential });
+  const checkOptions = { ...authzOptions, removeCredential: config.authz.removeCredential };
+  const check = createCheckHandler(checkOptions);
 
   const shutdown = new AbortController();
   const connectHandler = connectNodeAdapter({
@@ -179,7 +180,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     maxMessageBytes: config.maxMessageBytes,
     methods: [
       createVerifyMethod({ verifier, usage }),
-      schemaMethod("/envoy.service.auth.v3.Authorization/Check", CheckRequestSchema, CheckResponseSchema, check),
+      createCheckMethod(checkOptions),
       schemaMethod("/grpc.health.v1.Health/Check", HealthCheckRequestSchema, HealthCheckResponseSchema, createHealthCheckHandler(health)),
     ],
     onError: (error, path) => {

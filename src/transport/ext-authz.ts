@@ -3,6 +3,12 @@
 // usage counter); the HTTP shape is authz-response.ts's. A denial is a normal
 // CheckResponse with denied_response, never an RPC error, so Envoy shows the
 // client our status, headers and body whatever failure_mode_allow says.
+//
+// The decision works on a small wire-independent CheckInput and yields a
+// CheckResult. The Connect router converts protobuf-es messages to and from
+// them; the lean gRPC path uses the hand-written codec in check-codec.ts,
+// because reflection-based decoding of a full CheckRequest and encoding of a
+// CheckResponse cost more than everything else on a cache hit.
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Clock } from "../core/model.js";
@@ -12,7 +18,6 @@ import {
   HeaderValueOptionSchema,
   type HeaderValueOption,
 } from "../gen/envoy/config/core/v3/base_pb.js";
-import type { AttributeContext_HttpRequest } from "../gen/envoy/service/auth/v3/attribute_context_pb.js";
 import {
   Authorization,
   CheckResponseSchema,
@@ -28,11 +33,13 @@ import {
   missingCredential,
   parseRequiredScopes,
   REQUIRED_SCOPES_PARAM,
-  type AuthzOutcome,
+  type AllowOutcome,
   type CredentialOptions,
   type DenyOutcome,
   type Header,
 } from "./authz-response.js";
+import { decodeCheckRequest, encodeCheckResponse } from "./check-codec.js";
+import { lean, type UnaryMethod } from "./grpc-unary.js";
 
 export interface ExtAuthzOptions {
   verifier: Pick<Verifier, "verify">;
@@ -44,6 +51,47 @@ export interface ExtAuthzOptions {
   onError?: (error: unknown) => void;
 }
 
+/** What the decision reads from a CheckRequest (attributes.request.http and context_extensions). */
+export interface CheckInput {
+  /** http.headers as sent (Envoy lowercases names): one entry per name, with the last map entry's value. */
+  headers: readonly Header[];
+  /** http.header_map.headers in order: value, or raw_value as UTF-8 when value is empty. */
+  headerMap: readonly Header[];
+  /** context_extensions["required_scopes"], when present. */
+  requiredScopes: string | undefined;
+}
+
+/** google.protobuf.Struct entries for dynamic_metadata: a string or a list of strings. */
+export type MetadataEntry = readonly [name: string, value: string | readonly string[]];
+
+/** ok_response: what Envoy changes on the upstream request and the client's response. */
+export interface CheckAllow {
+  allowed: true;
+  /** Set on the upstream request with OVERWRITE_IF_EXISTS_OR_ADD. */
+  headers: readonly Header[];
+  headersToRemove: readonly string[];
+  /** Added to the client's response with OVERWRITE_IF_EXISTS_OR_ADD. */
+  responseHeaders: readonly Header[];
+  metadata: readonly MetadataEntry[];
+}
+
+/** status + denied_response: what the client gets instead of the upstream. */
+export interface CheckDeny {
+  allowed: false;
+  /** google.rpc.Code for CheckResponse.status (non-zero). */
+  rpcCode: number;
+  message: string;
+  /** HTTP status for the client. */
+  status: number;
+  /** Response headers, each with OVERWRITE_IF_EXISTS_OR_ADD. */
+  headers: readonly Header[];
+  body: string;
+  metadata: readonly MetadataEntry[];
+}
+
+export type CheckResult = CheckAllow | CheckDeny;
+
+export type CheckDecider = (input: CheckInput) => CheckResult | Promise<CheckResult>;
 export type CheckHandler = (request: CheckRequest) => CheckResponse | Promise<CheckResponse>;
 
 // google.rpc.Code for each denial status Envoy will see.
@@ -56,98 +104,132 @@ const RPC_CODE: Record<DenyOutcome["status"], number> = {
 };
 
 const OVERWRITE = HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD;
+// Not fatal and BOM-stripping: raw_value is bytes, decoded as it always was.
 const decoder = new TextDecoder();
 
-interface RequestView {
-  get(lowercaseName: string): string | undefined;
-  /** Lowercase names of every x-keyward-* header the client sent. */
-  identityHeaders: string[];
+/** The CheckInput of a protobuf-es CheckRequest (the Connect router's path). */
+export function checkInputOf(request: CheckRequest): CheckInput {
+  const attributes = request.attributes;
+  const http = attributes?.request?.http;
+  const headers: Header[] = [];
+  const headerMap: Header[] = [];
+  if (http) {
+    for (const name in http.headers) headers.push([name, http.headers[name]!]);
+    for (const h of http.headerMap?.headers ?? []) headerMap.push([h.key, h.value !== "" ? h.value : decoder.decode(h.rawValue)]);
+  }
+  return { headers, headerMap, requiredScopes: attributes?.contextExtensions[REQUIRED_SCOPES_PARAM] };
 }
 
 /**
- * Envoy sends `headers` (lowercase keys, repeats merged with ",") or, with
- * encode_raw_headers, `header_map` (key + raw_value). Both are read, names
- * compared lowercase, repeats joined with "," as Envoy does.
+ * The headers the decision looks at. Envoy sends `headers` (lowercase keys,
+ * repeats merged with ",") or, with encode_raw_headers, `header_map` (key +
+ * raw_value). Both are read, names compared lowercase, repeats joined with ","
+ * as Envoy does. Only the credential headers' values are kept: nothing else
+ * is ever looked up.
  */
-function viewRequest(http: AttributeContext_HttpRequest | undefined): RequestView {
-  const headers = new Map<string, string>();
-  const identityHeaders: string[] = [];
-  const add = (name: string, value: string) => {
-    const lower = name.toLowerCase();
-    const previous = headers.get(lower);
-    headers.set(lower, previous === undefined ? value : `${previous},${value}`);
-    if (previous === undefined && lower.startsWith(IDENTITY_HEADER_PREFIX)) identityHeaders.push(lower);
-  };
-  if (http) {
-    for (const name in http.headers) add(name, http.headers[name]!);
-    for (const h of http.headerMap?.headers ?? []) add(h.key, h.value !== "" ? h.value : decoder.decode(h.rawValue));
+class RequestView {
+  private apiKey: string | undefined;
+  private authorization: string | undefined;
+  /** Lowercase names of every x-keyward-* header the client sent, first-seen order. */
+  readonly identityHeaders: string[] = [];
+  // Created only when the client sends x-keyward-* headers; a Set keeps many of them linear.
+  private identitySeen: Set<string> | undefined;
+
+  constructor(
+    private readonly apiKeyHeader: string,
+    input: CheckInput,
+  ) {
+    for (const [name, value] of input.headers) this.add(name, value);
+    for (const [name, value] of input.headerMap) this.add(name, value);
   }
-  return { get: (name) => headers.get(name), identityHeaders };
+
+  private add(name: string, value: string): void {
+    const lower = name.toLowerCase();
+    if (lower === this.apiKeyHeader) this.apiKey = this.apiKey === undefined ? value : `${this.apiKey},${value}`;
+    else if (lower === "authorization") this.authorization = this.authorization === undefined ? value : `${this.authorization},${value}`;
+    if (lower.startsWith(IDENTITY_HEADER_PREFIX)) {
+      this.identitySeen ??= new Set();
+      if (!this.identitySeen.has(lower)) {
+        this.identitySeen.add(lower);
+        this.identityHeaders.push(lower);
+      }
+    }
+  }
+
+  readonly get = (lowercaseName: string): string | undefined =>
+    lowercaseName === this.apiKeyHeader ? this.apiKey : lowercaseName === "authorization" ? this.authorization : undefined;
 }
 
-function headerOption(header: Header): HeaderValueOption {
-  return create(HeaderValueOptionSchema, { header: { key: header[0], value: header[1] }, appendAction: OVERWRITE });
+function denyMetadata(outcome: DenyOutcome): MetadataEntry[] {
+  const metadata: MetadataEntry[] = [["code", outcome.code]];
+  if (outcome.keyId !== undefined) metadata.push(["key_id", outcome.keyId]);
+  if (outcome.tenantId !== undefined) metadata.push(["tenant_id", outcome.tenantId]);
+  return metadata;
 }
 
-/** google.protobuf.Struct is a JsonObject in protobuf-es; unset entries are left out. */
-function metadata(entries: Record<string, string | readonly string[] | undefined>): JsonObject {
-  const out: JsonObject = {};
-  for (const [name, value] of Object.entries(entries)) if (value !== undefined) out[name] = typeof value === "string" ? value : [...value];
-  return out;
+function denied(outcome: DenyOutcome): CheckDeny {
+  return {
+    allowed: false,
+    rpcCode: RPC_CODE[outcome.status],
+    message: outcome.message,
+    status: outcome.status,
+    headers: outcome.headers,
+    body: outcome.body,
+    metadata: denyMetadata(outcome),
+  };
 }
 
-function denied(outcome: DenyOutcome): CheckResponse {
-  return create(CheckResponseSchema, {
-    status: { code: RPC_CODE[outcome.status], message: outcome.message },
-    httpResponse: {
-      case: "deniedResponse",
-      value: { status: { code: outcome.status as StatusCode }, headers: outcome.headers.map(headerOption), body: outcome.body },
-    },
-    dynamicMetadata: metadata({ code: outcome.code, key_id: outcome.keyId, tenant_id: outcome.tenantId }),
-  });
-}
+// The same for every request without a credential.
+const MISSING = denied(missingCredential());
 
-export function createCheckHandler(options: ExtAuthzOptions): CheckHandler {
+/** The one decision behind both registrations of Check. */
+export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
   const { verifier, credential, removeCredential, clock } = options;
 
-  function respond(outcome: AuthzOutcome, request: RequestView, credentialHeader: string): CheckResponse {
-    if (!outcome.allowed) return denied(outcome);
-    const set: HeaderValueOption[] = [];
-    const setNames = new Set<string>();
+  function allowed(outcome: AllowOutcome, view: RequestView, credentialHeader: string): CheckAllow {
+    const set: Header[] = [];
     // Envoy applies headers_to_remove after the headers it sets, so a name we set must
     // never be listed for removal; an identity header we leave unset (no scopes) is.
     const remove = removeCredential ? [credentialHeader] : [];
     for (const header of outcome.upstreamHeaders) {
-      if (header[1] === "") {
-        remove.push(header[0]);
-      } else {
-        set.push(headerOption(header));
-        setNames.add(header[0]);
-      }
+      if (header[1] === "") remove.push(header[0]);
+      else set.push(header);
     }
-    for (const name of request.identityHeaders) if (!setNames.has(name) && !remove.includes(name)) remove.push(name);
+    if (view.identityHeaders.length > 0) {
+      // The identity names are distinct, so only a name set or listed so far can repeat one.
+      const taken = new Set(remove);
+      for (const header of set) taken.add(header[0]);
+      for (const name of view.identityHeaders) if (!taken.has(name)) remove.push(name);
+    }
     const { keyId, tenantId, scopes } = outcome.identity;
-    return create(CheckResponseSchema, {
-      status: { code: 0 },
-      httpResponse: {
-        case: "okResponse",
-        value: { headers: set, headersToRemove: remove, responseHeadersToAdd: outcome.responseHeaders.map(headerOption) },
-      },
-      dynamicMetadata: metadata({ key_id: keyId, tenant_id: tenantId, scopes }),
-    });
+    return {
+      allowed: true,
+      headers: set,
+      headersToRemove: remove,
+      responseHeaders: outcome.responseHeaders,
+      metadata: [
+        ["key_id", keyId],
+        ["tenant_id", tenantId],
+        ["scopes", scopes],
+      ],
+    };
   }
 
-  const fail = (error: unknown): CheckResponse => {
+  const respond = (decision: Decision, view: RequestView, credentialHeader: string): CheckResult => {
+    const outcome = decisionOutcome(decision, clock.now());
+    return outcome.allowed ? allowed(outcome, view, credentialHeader) : denied(outcome);
+  };
+
+  const fail = (error: unknown): CheckResult => {
     options.onError?.(error);
     return denied(failureOutcome(error));
   };
 
-  return (request) => {
-    const attributes = request.attributes;
-    const view = viewRequest(attributes?.request?.http);
+  return (input) => {
+    const view = new RequestView(credential.apiKeyHeader, input);
     const found = findCredential(view.get, credential);
-    if (!found) return denied(missingCredential());
-    const scopes = parseRequiredScopes(attributes?.contextExtensions[REQUIRED_SCOPES_PARAM]);
+    if (!found) return MISSING;
+    const scopes = parseRequiredScopes(input.requiredScopes);
     let decision: Decision | Promise<Decision>;
     try {
       decision = verifier.verify(found.key, scopes);
@@ -155,11 +237,66 @@ export function createCheckHandler(options: ExtAuthzOptions): CheckHandler {
       return fail(error);
     }
     // A cache hit stays synchronous: no promise on the hot path.
-    if (decision instanceof Promise) {
-      return decision.then((d) => respond(decisionOutcome(d, clock.now()), view, found.header), fail);
-    }
-    return respond(decisionOutcome(decision, clock.now()), view, found.header);
+    if (decision instanceof Promise) return decision.then((d) => respond(d, view, found.header), fail);
+    return respond(decision, view, found.header);
   };
+}
+
+function headerOption(header: Header): HeaderValueOption {
+  return create(HeaderValueOptionSchema, { header: { key: header[0], value: header[1] }, appendAction: OVERWRITE });
+}
+
+/** google.protobuf.Struct is a JsonObject in protobuf-es. */
+function metadata(entries: readonly MetadataEntry[]): JsonObject {
+  const out: JsonObject = {};
+  for (const [name, value] of entries) out[name] = typeof value === "string" ? value : [...value];
+  return out;
+}
+
+/** The CheckResponse message for a result (the Connect router's path; check-codec.ts encodes the same). */
+export function checkResponseOf(result: CheckResult): CheckResponse {
+  if (!result.allowed) {
+    return create(CheckResponseSchema, {
+      status: { code: result.rpcCode, message: result.message },
+      httpResponse: {
+        case: "deniedResponse",
+        value: { status: { code: result.status as StatusCode }, headers: result.headers.map(headerOption), body: result.body },
+      },
+      dynamicMetadata: metadata(result.metadata),
+    });
+  }
+  return create(CheckResponseSchema, {
+    status: { code: 0 },
+    httpResponse: {
+      case: "okResponse",
+      value: {
+        headers: result.headers.map(headerOption),
+        headersToRemove: [...result.headersToRemove],
+        responseHeadersToAdd: result.responseHeaders.map(headerOption),
+      },
+    },
+    dynamicMetadata: metadata(result.metadata),
+  });
+}
+
+/** Check over protobuf-es messages. */
+export function createCheckHandler(options: ExtAuthzOptions): CheckHandler {
+  const decide = createCheckDecider(options);
+  return (request) => {
+    const result = decide(checkInputOf(request));
+    return result instanceof Promise ? result.then(checkResponseOf) : checkResponseOf(result);
+  };
+}
+
+/** Check on the lean gRPC path: the same decision, with the hand-written codec. */
+export function createCheckMethod(options: ExtAuthzOptions): UnaryMethod {
+  const decide = createCheckDecider(options);
+  return lean<CheckInput, CheckResult>({
+    path: `/${Authorization.typeName}/${Authorization.method.check.name}`,
+    decode: decodeCheckRequest,
+    handle: decide,
+    encode: encodeCheckResponse,
+  });
 }
 
 /** The Connect-router registration (gRPC-Web, Connect, gRPC via connect-node). */
