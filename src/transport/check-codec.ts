@@ -11,6 +11,7 @@ import { invalidArgument } from "../core/errors.js";
 import { HeaderValueOption_HeaderAppendAction } from "../gen/envoy/config/core/v3/base_pb.js";
 import { REQUIRED_SCOPES_PARAM, type Header } from "./authz-response.js";
 import type { CheckInput, CheckResult, MetadataEntry } from "./ext-authz.js";
+import { ProtoWriter } from "./proto-writer.js";
 
 // ignoreBOM keeps a leading U+FEFF as data, as protobuf requires (and protobuf-es does).
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -316,69 +317,6 @@ export function decodeCheckRequest(bytes: Uint8Array): CheckInput {
   return { headers: input.headers, headerMap: input.headerMap, requiredScopes: input.requiredScopes };
 }
 
-/** An append-only protobuf writer whose nested messages get their length when closed. */
-class Writer {
-  buf = Buffer.allocUnsafe(1024);
-  pos = 0;
-
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-
-  /** A non-negative integer below 2^53. */
-  varint(v: number): void {
-    this.ensure(10);
-    while (v >= 0x80) {
-      this.buf[this.pos++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    this.buf[this.pos++] = v;
-  }
-
-  /** Opens a length-delimited field (tag < 128): one length byte is reserved, widened by close(). */
-  open(tag: number): number {
-    this.ensure(2);
-    this.buf[this.pos++] = tag;
-    return this.pos++;
-  }
-
-  close(at: number): void {
-    const length = this.pos - at - 1;
-    if (length < 0x80) {
-      this.buf[at] = length;
-      return;
-    }
-    let extra = 0;
-    for (let v = length; v >= 0x80; v = Math.floor(v / 0x80)) extra++;
-    this.ensure(extra);
-    this.buf.copyWithin(at + 1 + extra, at + 1, this.pos);
-    const end = this.pos + extra;
-    this.pos = at;
-    this.varint(length);
-    this.pos = end;
-  }
-
-  /** A string field (tag < 128), written even when empty. */
-  string(tag: number, s: string): void {
-    const at = this.open(tag);
-    this.ensure(s.length * 3);
-    const buf = this.buf;
-    let pos = this.pos;
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      if (c >= 0x80) {
-        pos = this.pos + buf.write(s, this.pos, "utf8");
-        break;
-      }
-      buf[pos++] = c;
-    }
-    this.pos = pos;
-    this.close(at);
-  }
-}
 
 const OVERWRITE = HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD;
 
@@ -410,7 +348,7 @@ const VALUE_STRING = len(3);
 const VALUE_LIST = len(6);
 const LIST_VALUES = len(1);
 
-function writeHeaderOption(w: Writer, tag: number, header: Header): void {
+function writeHeaderOption(w: ProtoWriter, tag: number, header: Header): void {
   const option = w.open(tag);
   const value = w.open(OPTION_HEADER);
   // proto3 strings: empty is unset.
@@ -422,7 +360,7 @@ function writeHeaderOption(w: Writer, tag: number, header: Header): void {
   w.close(option);
 }
 
-function writeMetadata(w: Writer, entries: readonly MetadataEntry[]): void {
+function writeMetadata(w: ProtoWriter, entries: readonly MetadataEntry[]): void {
   const struct = w.open(RESPONSE_METADATA);
   for (const [name, value] of entries) {
     const entry = w.open(STRUCT_FIELDS);
@@ -447,7 +385,7 @@ function writeMetadata(w: Writer, entries: readonly MetadataEntry[]): void {
 }
 
 // One writer, reused: encoding is synchronous and the bytes are copied out.
-const writer = new Writer();
+const writer = new ProtoWriter();
 
 /** Encodes envoy.service.auth.v3.CheckResponse for a result, as ext-authz.ts's checkResponseOf builds it. */
 export function encodeCheckResponse(result: CheckResult): Uint8Array {

@@ -12,6 +12,7 @@ import type { PendingUsage } from "../core/usage.js";
 import type { Decision } from "../core/verifier.js";
 import { ApiKeySchema } from "../gen/keyward/v1/keys_pb.js";
 import { apiKeyToProto, verifyCodeToProto } from "./convert.js";
+import { ProtoWriter, varintSize } from "./proto-writer.js";
 
 export interface VerifyInput {
   key: string;
@@ -103,42 +104,7 @@ export function decodeVerifyRequest(bytes: Uint8Array): VerifyInput {
   return { key, requiredScopes };
 }
 
-/** A small append-only protobuf writer. */
-class Writer {
-  buf: Buffer;
-  pos = 0;
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
-  }
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-  varint(v: number): void {
-    this.ensure(10);
-    while (v >= 0x80) {
-      this.buf[this.pos++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    this.buf[this.pos++] = v;
-  }
-  bytes(b: Uint8Array): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
-  }
-}
 
-function varintSize(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 0x80);
-    n++;
-  }
-  return n;
-}
 
 /** google.protobuf.Timestamp body for epoch ms (non-negative times only, as keyward produces). */
 function timestampBody(ms: number): { seconds: number; nanos: number } {
@@ -151,7 +117,7 @@ function timestampSize(ms: number): number {
   return (seconds ? 1 + varintSize(seconds) : 0) + (nanos ? 1 + varintSize(nanos) : 0);
 }
 
-function writeTimestampField(w: Writer, tag: number, ms: number): void {
+function writeTimestampField(w: ProtoWriter, tag: number, ms: number): void {
   const { seconds, nanos } = timestampBody(ms);
   w.varint(tag);
   w.varint(timestampSize(ms));
@@ -189,13 +155,13 @@ const TAG_REQUEST_COUNT = 12 << 3;
 
 /** Encodes keyward.v1.VerifyResponse for a decision; `pending` adds usage not yet written. */
 export function encodeVerifyResponse(decision: Decision, pending: PendingUsage | undefined): Uint8Array {
-  const w = writeVerifyResponse(new Writer(256), decision, pending);
+  const w = writeVerifyResponse(new ProtoWriter(256), decision, pending);
   return w.buf.subarray(0, w.pos);
 }
 
 /** The same, as a gRPC frame (uncompressed flag + length prefix) in one buffer. */
 export function encodeVerifyResponseFrame(decision: Decision, pending: PendingUsage | undefined): Buffer {
-  const w = new Writer(256);
+  const w = new ProtoWriter(256);
   w.pos = 5;
   writeVerifyResponse(w, decision, pending);
   w.buf[0] = 0;
@@ -203,7 +169,7 @@ export function encodeVerifyResponseFrame(decision: Decision, pending: PendingUs
   return w.buf.subarray(0, w.pos);
 }
 
-function writeVerifyResponse(w: Writer, decision: Decision, pending: PendingUsage | undefined): Writer {
+function writeVerifyResponse(w: ProtoWriter, decision: Decision, pending: PendingUsage | undefined): ProtoWriter {
   if (decision.code === "valid") {
     w.varint(0x08);
     w.varint(1);

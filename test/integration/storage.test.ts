@@ -71,7 +71,7 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 describe.each(factories)("storage on $kind", (factory) => {
   // PostgreSQL unreachable outside CI: skipped with the helper's warning. Under CI
   // testDatabases() throws instead, so CI always runs these for real.
-  const it = factory.available ? test : test.skip;
+  const it = test.skipIf(!factory.available);
   let handle: TestDatabaseHandle;
   let db: Database;
 
