@@ -27,6 +27,7 @@ import { createGrpcUnaryHandler, schemaMethod } from "./transport/grpc-unary.js"
 import { createHealthCheckHandler, createHealthService, createHealthState, type HealthState } from "./transport/health.js";
 import { createHttpRoutes } from "./transport/http-routes.js";
 import { createKeyService, createVerifyMethod } from "./transport/key-service.js";
+import { packApiKey } from "./transport/verify-codec.js";
 import { createRoutes, createRpcInterceptor } from "./transport/routes.js";
 import { createMetrics } from "./metrics.js";
 import { Code } from "@connectrpc/connect";
@@ -80,6 +81,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   let migrated = false;
   const cache = createKeyCache({
     load: (hash) => (migrated ? database.keys.findByHash(hash) : Promise.reject(unavailable("database not ready"))),
+    pack: packApiKey,
     maxEntries: config.cache.maxEntries,
     ttlMs: config.cache.ttlSeconds * 1000,
     negativeTtlMs: config.cache.negativeTtlSeconds * 1000,

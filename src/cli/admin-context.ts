@@ -3,7 +3,6 @@
 // actor is "cli" (audit trail, created_by). Nothing here writes SQL.
 import type { Config } from "../config.js";
 import type { Principal } from "../core/auth.js";
-import { createKeyCache } from "../core/key-cache.js";
 import { createKeyHasher } from "../core/key-format.js";
 import { createKeyManager, type KeyManager } from "../core/keys.js";
 import { systemClock } from "../core/model.js";
@@ -28,8 +27,8 @@ export async function withAdminContext<T>(config: Config, use: (context: AdminCo
   try {
     // Idempotent, and what every server start does: `keyward issue` can bootstrap a new database.
     await database.migrate();
-    // The managers keep this cache current; the CLI never reads through it.
-    const cache = createKeyCache({ load: (hash) => database.keys.findByHash(hash), maxEntries: 16, ttlMs: 1000 });
+    // The CLI verifies nothing, so it keeps no verification cache for the managers to update.
+    const cache = { set: () => {} };
     // The server's pepper, or keys issued here would not verify there.
     const hasher = createKeyHasher(config.hashPepper);
     return await use({

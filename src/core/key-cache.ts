@@ -1,14 +1,20 @@
-// The verification cache: key hash → KeyRecord (a hit) or null (a remembered
+// The verification cache: key hash → CachedKey (a hit) or null (a remembered
 // miss). Positive and negative entries live in separate LRUs so a flood of
 // unknown keys can only churn the negative side, never evict hot keys.
 // Concurrent misses for one hash share one load. While storage is failing, a
 // key whose entry went stale is still answered from it for a bounded window
 // (stale-if-error); unknown keys never are: misses fail closed.
+//
+// Entries are compact (see CachedKey): one object per key holding the decision
+// fields, the packed rest and the cache's own bookkeeping, with tenant ids and
+// scope lists shared between keys.
 import { LRUCache } from "lru-cache";
-import type { KeyRecord } from "./model.js";
+import type { CachedKey, KeyPacker, KeyRecord } from "./model.js";
 
 export interface KeyCacheOptions {
   load: (hash: string) => Promise<KeyRecord | null>;
+  /** Packs what a CachedKey keeps besides its decision fields (app.ts: the ApiKey wire bytes). */
+  pack: KeyPacker;
   maxEntries: number;
   ttlMs: number;
   /** Defaults to a quarter of maxEntries (at least 1). */
@@ -35,9 +41,9 @@ export interface KeyCacheStats {
 
 export interface KeyCache {
   /** The cached answer, or undefined when the hash is not cached. */
-  peek(hash: string): KeyRecord | null | undefined;
+  peek(hash: string): CachedKey | null | undefined;
   /** Loads (once for concurrent callers) and caches the answer. */
-  load(hash: string): Promise<KeyRecord | null>;
+  load(hash: string): Promise<CachedKey | null>;
   /** Replaces the cached record after a local change. */
   set(record: KeyRecord): void;
   invalidate(hash: string): void;
@@ -45,18 +51,82 @@ export interface KeyCache {
   stats(): KeyCacheStats;
 }
 
-interface Entry {
-  record: KeyRecord;
-  loadedAt: number;
-  /** After a failed reload, the stale entry answers until then without retrying. */
-  retryAt: number;
+/** A cached key plus the cache's bookkeeping, in one object. */
+class Entry implements CachedKey {
+  constructor(
+    readonly id: string,
+    readonly tenantId: string,
+    readonly scopes: readonly string[],
+    readonly rateLimit: number,
+    readonly rateLimitWindowSeconds: number,
+    readonly expiresAt: number | null,
+    readonly enabled: boolean,
+    readonly revoked: boolean,
+    readonly lastUsedAt: number | null,
+    readonly requestCount: number,
+    readonly packed: string,
+    /** Load time relative to the cache's creation: a small integer, so no heap number per key. */
+    public loadedAt: number,
+    /** After a failed reload, the stale entry answers until then without retrying (same base). */
+    public retryAt: number,
+  ) {}
+}
+
+const time = (d: Date | null): number | null => (d === null ? null : d.getTime());
+
+/**
+ * Keys of one tenant share its id string, keys with equal scopes one frozen
+ * array. Bounded: past this many distinct values a table starts over (entries
+ * keep what they already share), so odd data cannot grow it without limit.
+ */
+const INTERN_MAX = 10_000;
+
+function createInterner<T>(): (key: string, make: () => T) => T {
+  let table = new Map<string, T>();
+  return (key, make) => {
+    let value = table.get(key);
+    if (value === undefined) {
+      if (table.size >= INTERN_MAX) table = new Map();
+      value = make();
+      table.set(key, value);
+    }
+    return value;
+  };
+}
+
+/** A CachedKey for a record, without the cache (tests; the cache shares strings and scope lists). */
+export function toCachedKey(record: KeyRecord, pack: KeyPacker): CachedKey {
+  return entryOf(record, pack, record.tenantId, Object.freeze([...record.scopes]), 0);
+}
+
+function entryOf(record: KeyRecord, pack: KeyPacker, tenantId: string, scopes: readonly string[], loadedAt: number): Entry {
+  return new Entry(
+    record.id,
+    tenantId,
+    scopes,
+    record.rateLimit,
+    record.rateLimitWindowSeconds,
+    time(record.expiresAt),
+    record.enabled,
+    record.revokedAt !== null,
+    time(record.lastUsedAt),
+    record.requestCount,
+    pack(record),
+    loadedAt,
+    0,
+  );
 }
 
 // While storage fails, a stale key is re-tried at most this often.
 const STALE_RETRY_MS = 1000;
 
 export function createKeyCache(options: KeyCacheOptions): KeyCache {
-  const now = options.now ?? Date.now;
+  const clock = options.now ?? Date.now;
+  // Entry times count from here (see Entry.loadedAt).
+  const epoch = clock();
+  const now = () => clock() - epoch;
+  const internTenant = createInterner<string>();
+  const internScopes = createInterner<readonly string[]>();
   const ttlMs = options.ttlMs;
   const counters = { hits: 0, misses: 0, loads: 0, coalesced: 0, staleServed: 0, evictions: 0 };
   // Entries live ttl + stale window; past ttl they only serve as a fallback.
@@ -65,7 +135,7 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     ttl: ttlMs + (options.staleIfErrorMs ?? 0),
     ttlAutopurge: false,
     updateAgeOnGet: false,
-    perf: { now },
+    perf: { now: clock },
     dispose: (_value, _key, reason) => {
       if (reason === "evict") counters.evictions++;
     },
@@ -75,16 +145,20 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     max: negativeMax,
     ttl: options.negativeTtlMs ?? Math.min(options.ttlMs, 60_000),
     updateAgeOnGet: false,
-    perf: { now },
+    perf: { now: clock },
   });
-  const inflight = new Map<string, Promise<KeyRecord | null>>();
+  const inflight = new Map<string, Promise<CachedKey | null>>();
 
-  function store(hash: string, record: KeyRecord | null): void {
-    if (record) {
-      // One string for the LRU key and the record (100k keys × 64 hex chars each add up).
-      record.hash = hash;
+  function compact(record: KeyRecord): Entry {
+    const tenantId = internTenant(record.tenantId, () => record.tenantId);
+    const scopes = internScopes(JSON.stringify(record.scopes), () => Object.freeze([...record.scopes]));
+    return entryOf(record, options.pack, tenantId, scopes, now());
+  }
+
+  function store(hash: string, entry: Entry | null): void {
+    if (entry) {
       negative.delete(hash);
-      positive.set(hash, { record, loadedAt: now(), retryAt: 0 });
+      positive.set(hash, entry);
     } else {
       positive.delete(hash);
       negative.set(hash, true);
@@ -98,7 +172,7 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
         const t = now();
         if (t - entry.loadedAt < ttlMs || t < entry.retryAt) {
           counters.hits++;
-          return entry.record;
+          return entry;
         }
       }
       if (negative.get(hash) !== undefined) {
@@ -115,14 +189,15 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
         return pending;
       }
       counters.loads++;
-      const promise = options.load(hash).then(
+      const promise: Promise<CachedKey | null> = options.load(hash).then(
         (record) => {
+          const entry = record && compact(record);
           // A local change or invalidation during the load wins over what the load saw.
           if (inflight.get(hash) === promise) {
             inflight.delete(hash);
-            store(hash, record);
+            store(hash, entry);
           }
-          return record;
+          return entry;
         },
         (error: unknown) => {
           if (inflight.get(hash) === promise) inflight.delete(hash);
@@ -130,7 +205,7 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
           if (stale === undefined) throw error;
           counters.staleServed++;
           stale.retryAt = now() + STALE_RETRY_MS;
-          return stale.record;
+          return stale;
         },
       );
       inflight.set(hash, promise);
@@ -138,7 +213,7 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     },
     set(record) {
       inflight.delete(record.hash);
-      store(record.hash, record);
+      store(record.hash, compact(record));
     },
     invalidate(hash) {
       inflight.delete(hash);

@@ -48,7 +48,8 @@ export type UpdatePath = (typeof UPDATE_PATHS)[number];
 
 export interface KeyManagerOptions {
   store: KeyStore;
-  cache: KeyCache;
+  /** This instance's verification cache, told of every change at once. */
+  cache: Pick<KeyCache, "set">;
   hasher: KeyHasher;
   clock: Clock;
 }

@@ -26,6 +26,40 @@ export interface KeyRecord {
   metadata: Record<string, string>;
 }
 
+/**
+ * What the verification cache keeps per key: the fields a decision and the
+ * Verify answer read, as plain values (times as epoch ms), and everything else
+ * in `packed`. 100,000 cached keys must fit a sidecar's memory, so this is
+ * about a tenth of a KeyRecord (no Date objects, no per-key copies of equal
+ * scope lists or tenant ids, one string instead of a dozen fields).
+ */
+export interface CachedKey {
+  readonly id: string;
+  readonly tenantId: string;
+  /** Shared between keys with equal scopes: never mutate. */
+  readonly scopes: readonly string[];
+  /** Requests per window; 0 = unlimited. */
+  readonly rateLimit: number;
+  readonly rateLimitWindowSeconds: number;
+  /** Epoch ms, or null: never expires. */
+  readonly expiresAt: number | null;
+  readonly enabled: boolean;
+  readonly revoked: boolean;
+  /** Stored usage as loaded (what is counted since is added from the usage recorder). */
+  readonly lastUsedAt: number | null;
+  readonly requestCount: number;
+  /**
+   * The rest of the record, packed by the cache's KeyPacker. keyward packs it
+   * as the keyward.v1.ApiKey wire bytes without the usage fields (a latin1
+   * string: one byte per character, in the JS heap, not in a Buffer slab), so
+   * the lean Verify path copies it into the answer as is.
+   */
+  readonly packed: string;
+}
+
+/** Packs a record's fields for CachedKey.packed. */
+export type KeyPacker = (record: KeyRecord) => string;
+
 export type KeyPatch = Partial<
   Pick<
     KeyRecord,

@@ -3,7 +3,7 @@
 // decision) because this is the hot path; only misses go to storage.
 import type { KeyCache } from "./key-cache.js";
 import { isWellFormedKey, type KeyHasher } from "./key-format.js";
-import type { Clock, KeyRecord } from "./model.js";
+import type { CachedKey, Clock } from "./model.js";
 import type { RateLimiter, RateLimitState } from "./rate-limiter.js";
 import type { UsageRecorder } from "./usage.js";
 
@@ -19,7 +19,7 @@ export type VerifyCode =
 export interface Decision {
   code: VerifyCode;
   /** Set when the key exists, whatever the code. */
-  key: KeyRecord | null;
+  key: CachedKey | null;
   /** Set when the key has a rate limit and the check got that far. */
   rateLimit: RateLimitState | null;
   /** Scopes that were required but not held (insufficient_scope only). */
@@ -39,7 +39,7 @@ export interface VerifierOptions {
 export interface Verifier {
   verify(key: string, requiredScopes: readonly string[]): Decision | Promise<Decision>;
   /** Finds a usable key (exists, not revoked, enabled, not expired) without counting usage. */
-  authenticate(key: string): Promise<KeyRecord | null>;
+  authenticate(key: string): Promise<CachedKey | null>;
 }
 
 const NO_SCOPES: readonly string[] = [];
@@ -49,12 +49,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const { cache, hasher, limiter, usage, clock } = options;
   const observe = options.onDecision ?? (() => {});
 
-  function decide(record: KeyRecord | null, requiredScopes: readonly string[]): Decision {
+  function decide(record: CachedKey | null, requiredScopes: readonly string[]): Decision {
     if (record === null) return NOT_FOUND;
-    if (record.revokedAt !== null) return denied("revoked", record);
+    if (record.revoked) return denied("revoked", record);
     if (!record.enabled) return denied("disabled", record);
     const now = clock.now();
-    if (record.expiresAt !== null && record.expiresAt.getTime() <= now) return denied("expired", record);
+    if (record.expiresAt !== null && record.expiresAt <= now) return denied("expired", record);
     if (requiredScopes.length > 0) {
       let missing: string[] | undefined;
       for (const scope of requiredScopes) {
@@ -72,7 +72,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     return { code: "valid", key: record, rateLimit, missingScopes: NO_SCOPES };
   }
 
-  function lookup(key: string): KeyRecord | null | Promise<KeyRecord | null> {
+  function lookup(key: string): CachedKey | null | Promise<CachedKey | null> {
     if (!isWellFormedKey(key)) return null;
     const hash = hasher(key);
     const cached = cache.peek(hash);
@@ -95,13 +95,13 @@ export function createVerifier(options: VerifierOptions): Verifier {
     },
     async authenticate(key) {
       const record = await lookup(key);
-      if (record === null || record.revokedAt !== null || !record.enabled) return null;
-      if (record.expiresAt !== null && record.expiresAt.getTime() <= clock.now()) return null;
+      if (record === null || record.revoked || !record.enabled) return null;
+      if (record.expiresAt !== null && record.expiresAt <= clock.now()) return null;
       return record;
     },
   };
 }
 
-function denied(code: VerifyCode, key: KeyRecord): Decision {
+function denied(code: VerifyCode, key: CachedKey): Decision {
   return { code, key, rateLimit: null, missingScopes: NO_SCOPES };
 }

@@ -19,7 +19,13 @@ import {
 } from "../gen/keyward/v1/keys_pb.js";
 import { apiKeyToProto, timestampToDate, verifyCodeToProto } from "./convert.js";
 import { lean, type UnaryMethod } from "./grpc-unary.js";
-import { decodeVerifyRequest, encodeVerifyResponse, encodeVerifyResponseFrame, type VerifyInput } from "./verify-codec.js";
+import {
+  cachedApiKeyToProto,
+  decodeVerifyRequest,
+  encodeVerifyResponse,
+  encodeVerifyResponseFrame,
+  type VerifyInput,
+} from "./verify-codec.js";
 
 export interface KeyServiceOptions {
   verifier: Verifier;
@@ -54,7 +60,7 @@ export function createVerifyHandler(options: Pick<KeyServiceOptions, "verifier" 
     create(VerifyResponseSchema, {
       valid: decision.code === "valid",
       code: verifyCodeToProto[decision.code],
-      apiKey: decision.key ? apiKeyToProto(decision.key, usage.pending(decision.key.id)) : undefined,
+      apiKey: decision.key ? cachedApiKeyToProto(decision.key, usage.pending(decision.key.id)) : undefined,
       rateLimit: decision.rateLimit
         ? create(RateLimitStatusSchema, {
             limit: decision.rateLimit.limit,

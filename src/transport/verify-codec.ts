@@ -1,16 +1,17 @@
 // Hand-written protobuf codec for the Verify hot path. Reflection-based
 // fromBinary/toBinary and message creation cost more than the rest of a cache
 // hit, so the lean gRPC path decodes VerifyRequest and encodes VerifyResponse
-// here. The ApiKey part of a response is encoded once per cached record (the
-// record object is replaced on every change, so a WeakMap keys it safely);
-// only usage fields are appended per call. Tests check this codec against
-// protobuf-es on random input, field for field.
-import { toBinary } from "@bufbuild/protobuf";
+// here. The ApiKey part of a response is encoded once per cached key, when it
+// is cached (packApiKey: the cache keeps those bytes instead of the fields
+// they hold); only usage fields are appended per call. Tests check this codec
+// against protobuf-es on random input, field for field.
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { invalidArgument } from "../core/errors.js";
-import type { KeyRecord } from "../core/model.js";
+import type { CachedKey, KeyRecord } from "../core/model.js";
 import type { PendingUsage } from "../core/usage.js";
 import type { Decision } from "../core/verifier.js";
-import { ApiKeySchema } from "../gen/keyward/v1/keys_pb.js";
+import { ApiKeySchema, type ApiKey } from "../gen/keyward/v1/keys_pb.js";
 import { apiKeyToProto, verifyCodeToProto } from "./convert.js";
 import { ProtoWriter, varintSize } from "./proto-writer.js";
 
@@ -131,23 +132,29 @@ function writeTimestampField(w: ProtoWriter, tag: number, ms: number): void {
   }
 }
 
-const staticApiKeys = new WeakMap<KeyRecord, Uint8Array>();
+/**
+ * The key cache's packer (CachedKey.packed): the record's keyward.v1.ApiKey
+ * wire bytes without last_used_at and request_count, which are appended per
+ * call. A latin1 string holds them one byte per character in the JS heap:
+ * a small Buffer would be a slice of a shared 64 KiB pool slab, and slabs
+ * were kept alive, mostly empty, by the long-lived slices (1.5 KB per key).
+ */
+export function packApiKey(record: KeyRecord): string {
+  const apiKey = apiKeyToProto(record);
+  apiKey.lastUsedAt = undefined;
+  apiKey.requestCount = 0n;
+  const encoded = toBinary(ApiKeySchema, apiKey);
+  return Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength).toString("latin1");
+}
 
-/** ApiKey fields that only change with the record: everything but last_used_at and request_count. */
-function staticApiKey(record: KeyRecord): Uint8Array {
-  let bytes = staticApiKeys.get(record);
-  if (bytes === undefined) {
-    const apiKey = apiKeyToProto(record);
-    // Usage fields are appended per call.
-    apiKey.lastUsedAt = undefined;
-    apiKey.requestCount = 0n;
-    const encoded = toBinary(ApiKeySchema, apiKey);
-    // A copy into Node's pooled slab: one small Buffer per key instead of an ArrayBuffer each.
-    bytes = Buffer.allocUnsafe(encoded.length);
-    bytes.set(encoded);
-    staticApiKeys.set(record, bytes);
-  }
-  return bytes;
+/** The ApiKey message of a cached key (the Connect path), with usage not yet written added. */
+export function cachedApiKeyToProto(key: CachedKey, pending?: PendingUsage): ApiKey {
+  const apiKey = fromBinary(ApiKeySchema, Buffer.from(key.packed, "latin1"));
+  let lastUsedAt = key.lastUsedAt;
+  if (pending && (lastUsedAt === null || pending.lastUsedAt > lastUsedAt)) lastUsedAt = pending.lastUsedAt;
+  apiKey.lastUsedAt = lastUsedAt === null ? undefined : timestampFromMs(lastUsedAt);
+  apiKey.requestCount = BigInt(key.requestCount + (pending?.count ?? 0));
+  return apiKey;
 }
 
 const TAG_LAST_USED_AT = (11 << 3) | 2;
@@ -178,16 +185,17 @@ function writeVerifyResponse(w: ProtoWriter, decision: Decision, pending: Pendin
   w.varint(verifyCodeToProto[decision.code]);
   const record = decision.key;
   if (record !== null) {
-    const head = staticApiKey(record);
+    const head = record.packed;
     // -1: never used (an epoch-0 time is still a set timestamp).
-    let lastUsedAt = record.lastUsedAt === null ? -1 : record.lastUsedAt.getTime();
+    let lastUsedAt = record.lastUsedAt === null ? -1 : record.lastUsedAt;
     if (pending !== undefined && pending.lastUsedAt > lastUsedAt) lastUsedAt = pending.lastUsedAt;
     const count = record.requestCount + (pending?.count ?? 0);
     const lastUsedSize = lastUsedAt >= 0 ? 1 + varintSize(timestampSize(lastUsedAt)) + timestampSize(lastUsedAt) : 0;
     const countSize = count ? 1 + varintSize(count) : 0;
     w.varint(0x1a);
     w.varint(head.length + lastUsedSize + countSize);
-    w.bytes(head);
+    w.ensure(head.length);
+    w.pos += w.buf.write(head, w.pos, head.length, "latin1");
     if (lastUsedAt >= 0) writeTimestampField(w, TAG_LAST_USED_AT, lastUsedAt);
     if (count) {
       w.varint(TAG_REQUEST_COUNT);

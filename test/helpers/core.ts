@@ -7,6 +7,7 @@ import { createRateLimiter } from "../../src/core/rate-limiter.js";
 import { createSettingsManager } from "../../src/core/settings.js";
 import { createUsageRecorder } from "../../src/core/usage.js";
 import { createVerifier } from "../../src/core/verifier.js";
+import { packApiKey } from "../../src/transport/verify-codec.js";
 import { createManualClock, createMemoryStores } from "./memory-store.js";
 
 export const ADMIN: Principal = { kind: "admin", actor: "admin" };
@@ -17,6 +18,7 @@ export function createCore(options: { ttlMs?: number; maxEntries?: number } = {}
   const clock = createManualClock();
   const cache = createKeyCache({
     load: (hash) => stores.keys.findByHash(hash),
+    pack: packApiKey,
     maxEntries: options.maxEntries ?? 1000,
     ttlMs: options.ttlMs ?? 60_000,
   });

@@ -6,7 +6,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { KeywardError, unavailable } from "../../src/core/errors.js";
-import type { KeyRecord } from "../../src/core/model.js";
+import type { CachedKey } from "../../src/core/model.js";
 import type { Decision } from "../../src/core/verifier.js";
 import { CheckRequestSchema, CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { decodeCheckRequest, encodeCheckResponse } from "../../src/transport/check-codec.js";
@@ -24,7 +24,7 @@ import {
 type CheckInit = MessageInitShape<typeof CheckRequestSchema>;
 
 const NOW = Date.parse("2026-01-01T00:00:00Z");
-const record = (id: string, scopes: string[]) => ({ id, tenantId: "acme", scopes }) as unknown as KeyRecord;
+const record = (id: string, scopes: string[]) => ({ id, tenantId: "acme", scopes }) as unknown as CachedKey;
 const FULL = record("key_full", ["read", "write"]);
 const BARE = record("key_bare", []);
 const decision = (d: Partial<Decision>): Decision => ({ code: "valid", key: FULL, rateLimit: null, missingScopes: [], ...d });

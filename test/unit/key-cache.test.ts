@@ -15,6 +15,8 @@ function setup(staleIfErrorMs: number) {
   let failing = false;
   let loads = 0;
   const cache = createKeyCache({
+    // The hash as the packed form, so tests can tell entries apart.
+    pack: (r) => r.hash,
     load: async (hash) => {
       loads++;
       if (failing) throw unavailable("database unavailable");
@@ -32,15 +34,15 @@ describe("key cache while storage fails", () => {
   it("answers a stale key from its entry within the stale window, re-trying at most once a second", async () => {
     const { cache, clock, fail, loads } = setup(300_000);
     expect(await cache.load("known-1")).not.toBeNull();
-    expect(cache.peek("known-1")?.hash).toBe("known-1");
+    expect(cache.peek("known-1")?.packed).toBe("known-1");
     clock.advance(61_000);
     expect(cache.peek("known-1")).toBeUndefined();
     fail(true);
-    expect((await cache.load("known-1"))?.hash).toBe("known-1");
+    expect((await cache.load("known-1"))?.packed).toBe("known-1");
     expect(cache.stats().staleServed).toBe(1);
     const before = loads();
     // Within the retry pause the stale entry is a hit; no new load.
-    expect(cache.peek("known-1")?.hash).toBe("known-1");
+    expect(cache.peek("known-1")?.packed).toBe("known-1");
     expect(loads()).toBe(before);
     clock.advance(1000);
     expect(cache.peek("known-1")).toBeUndefined();
@@ -73,6 +75,25 @@ describe("key cache while storage fails", () => {
     clock.advance(1000);
     expect(cache.peek("known-4")).toBeUndefined();
     await cache.load("known-4");
-    expect(cache.peek("known-4")?.hash).toBe("known-4");
+    expect(cache.peek("known-4")?.packed).toBe("known-4");
+  });
+});
+
+describe("key cache entries", () => {
+  it("keep the decision fields as plain values and share equal tenant ids and scope lists", async () => {
+    const records = new Map<string, KeyRecord>();
+    const cache = createKeyCache({ load: async (hash) => records.get(hash) ?? null, pack: (r) => `packed:${r.id}`, maxEntries: 10, ttlMs: 60_000 });
+    const base = record("h1");
+    records.set("h1", { ...base, tenantId: ["te", "nant"].join(""), scopes: ["a", "b"], expiresAt: new Date(5_000), lastUsedAt: new Date(7), requestCount: 3 });
+    records.set("h2", { ...record("h2"), tenantId: ["ten", "ant"].join(""), scopes: ["a", "b"], revokedAt: new Date(1), enabled: false });
+    const one = (await cache.load("h1"))!;
+    const two = (await cache.load("h2"))!;
+    expect(one).toMatchObject({ id: "key_h1", tenantId: "tenant", scopes: ["a", "b"], expiresAt: 5_000, lastUsedAt: 7, requestCount: 3, revoked: false, enabled: true, packed: "packed:key_h1" });
+    expect(two).toMatchObject({ expiresAt: null, lastUsedAt: null, revoked: true, enabled: false });
+    expect(two.scopes).toBe(one.scopes);
+    expect(Object.isFrozen(one.scopes)).toBe(true);
+    // A change to the record the cache was given does not reach the entry.
+    records.get("h1")!.scopes.push("c");
+    expect(cache.peek("h1")?.scopes).toEqual(["a", "b"]);
   });
 });

@@ -10,8 +10,16 @@ import {
   VerifyRequestSchema,
   VerifyResponseSchema,
 } from "../../src/gen/keyward/v1/keys_pb.js";
+import { toCachedKey } from "../../src/core/key-cache.js";
+import { ApiKeySchema } from "../../src/gen/keyward/v1/keys_pb.js";
 import { apiKeyToProto, verifyCodeToProto } from "../../src/transport/convert.js";
-import { decodeVerifyRequest, encodeVerifyResponse, encodeVerifyResponseFrame } from "../../src/transport/verify-codec.js";
+import {
+  cachedApiKeyToProto,
+  decodeVerifyRequest,
+  encodeVerifyResponse,
+  encodeVerifyResponseFrame,
+  packApiKey,
+} from "../../src/transport/verify-codec.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 
 const ms = fc.integer({ min: 0, max: 253_402_300_799_000 });
@@ -40,26 +48,32 @@ const record: fc.Arbitrary<KeyRecord> = fc.record({
   metadata: fc.dictionary(text, text, { maxKeys: 4 }),
 });
 
-const decision: fc.Arbitrary<Decision> = fc.record({
-  code: fc.constantFrom<VerifyCode>("valid", "not_found", "revoked", "expired", "disabled", "rate_limited", "insufficient_scope"),
-  key: fc.option(record, { nil: null }),
-  rateLimit: fc.option(
-    fc.record({ limit: fc.integer({ min: 0, max: 2 ** 32 - 1 }), remaining: fc.integer({ min: 0, max: 2 ** 32 - 1 }), resetAt: ms }),
-    { nil: null },
-  ),
-  missingScopes: fc.constant([]),
-});
+/** A decision on the cached form of a record, with the record it came from. */
+const decision: fc.Arbitrary<{ d: Decision; record: KeyRecord | null }> = fc
+  .record({
+    code: fc.constantFrom<VerifyCode>("valid", "not_found", "revoked", "expired", "disabled", "rate_limited", "insufficient_scope"),
+    record: fc.option(record, { nil: null }),
+    rateLimit: fc.option(
+      fc.record({ limit: fc.integer({ min: 0, max: 2 ** 32 - 1 }), remaining: fc.integer({ min: 0, max: 2 ** 32 - 1 }), resetAt: ms }),
+      { nil: null },
+    ),
+  })
+  .map(({ code, record, rateLimit }) => ({
+    d: { code, key: record && toCachedKey(record, packApiKey), rateLimit, missingScopes: [] },
+    record,
+  }));
 
 const pending = fc.option(fc.record({ count: fc.integer({ min: 1, max: 1_000_000 }), lastUsedAt: ms }), { nil: undefined });
 
 describe("verify codec", () => {
   it("encodes VerifyResponse exactly as protobuf-es would decode it", () => {
     fc.assert(
-      fc.property(decision, pending, (d, p) => {
+      fc.property(decision, pending, ({ d, record }, p) => {
+        // What the full record would answer: the cached form must lose nothing.
         const expected = create(VerifyResponseSchema, {
           valid: d.code === "valid",
           code: verifyCodeToProto[d.code],
-          apiKey: d.key ? apiKeyToProto(d.key, p) : undefined,
+          apiKey: record ? apiKeyToProto(record, p) : undefined,
           rateLimit: d.rateLimit
             ? create(RateLimitStatusSchema, { limit: d.rateLimit.limit, remaining: d.rateLimit.remaining, resetAt: timestampFromMs(d.rateLimit.resetAt) })
             : undefined,
@@ -72,6 +86,28 @@ describe("verify codec", () => {
         expect(framed[0]).toBe(0);
         expect(framed.readUInt32BE(1)).toBe(bytes.length);
         expect(Buffer.from(framed.subarray(5)).equals(Buffer.from(bytes))).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("keeps every ApiKey field of a record in its cached form (the Connect path reads it back)", () => {
+    fc.assert(
+      fc.property(record, pending, (r, p) => {
+        const cached = toCachedKey(r, packApiKey);
+        expect(equals(ApiKeySchema, cachedApiKeyToProto(cached, p), apiKeyToProto(r, p))).toBe(true);
+        expect(cached).toMatchObject({
+          id: r.id,
+          tenantId: r.tenantId,
+          scopes: r.scopes,
+          rateLimit: r.rateLimit,
+          rateLimitWindowSeconds: r.rateLimitWindowSeconds,
+          expiresAt: r.expiresAt?.getTime() ?? null,
+          enabled: r.enabled,
+          revoked: r.revokedAt !== null,
+          lastUsedAt: r.lastUsedAt?.getTime() ?? null,
+          requestCount: r.requestCount,
+        });
       }),
       { numRuns: 500 },
     );
