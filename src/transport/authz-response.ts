@@ -136,6 +136,11 @@ export function missingCredential(): DenyOutcome {
   return MISSING;
 }
 
+/** The outcome for a key keyward does not know (malformed or unknown). */
+export function invalidCredential(): DenyOutcome {
+  return INVALID;
+}
+
 /** A failed decision (storage unreachable, a bug): denied either way, fail closed. */
 export function failureOutcome(error: unknown): DenyOutcome {
   return error instanceof KeywardError && error.kind === "unavailable" ? UNAVAILABLE : INTERNAL;

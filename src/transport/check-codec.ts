@@ -7,6 +7,7 @@
 // proto/envoy/type/v3/http_status.proto, proto/google/rpc/status.proto and
 // google/protobuf/struct.proto. Tests check it against protobuf-es on random
 // input (test/unit/check-codec.test.ts).
+import { isUtf8 } from "node:buffer";
 import { invalidArgument } from "../core/errors.js";
 import { HeaderValueOption_HeaderAppendAction } from "../gen/envoy/config/core/v3/base_pb.js";
 import { REQUIRED_SCOPES_PARAM, type Header } from "./authz-response.js";
@@ -198,15 +199,89 @@ function rawText(buf: Buffer, start: number, stop: number): string {
   return asciiText(buf, start, stop) ?? rawUtf8.decode(buf.subarray(start, stop));
 }
 
-function readHeaderValue(r: Reader, end: number, out: Header[]): void {
-  let key = "";
-  let value = "";
+/** Rejects invalid UTF-8 in a string field that is skipped, as protobuf-es would on decoding it. */
+function checkUtf8(buf: Buffer, start: number, stop: number): void {
+  for (let i = start; i < stop; i++) {
+    if (buf[i]! >= 0x80) {
+      if (!isUtf8(buf.subarray(start, stop))) throw invalidArgument("request contains invalid UTF-8");
+      return;
+    }
+  }
+}
+
+/**
+ * Which headers the decision can look at, by name. Envoy sends every request
+ * header (user agents, cookies, tracing...); turning each into strings cost
+ * more than the decision, so only matching ones are. Matching is on the
+ * name's bytes, ASCII case-insensitive; a name with non-ASCII bytes is always
+ * kept (Unicode lowercasing can map it onto an ASCII name).
+ */
+export interface HeaderFilter {
+  /** Lowercase ASCII names kept whole. */
+  readonly names: readonly Buffer[];
+  /** Lowercase ASCII prefixes. */
+  readonly prefixes: readonly Buffer[];
+}
+
+export function createHeaderFilter(names: readonly string[], prefixes: readonly string[]): HeaderFilter {
+  const ascii = (s: string) => {
+    if (!/^[\x00-\x7f]*$/.test(s)) throw new TypeError(`header filter entries must be ASCII: ${JSON.stringify(s)}`);
+    return Buffer.from(s.toLowerCase(), "latin1");
+  };
+  return { names: names.map(ascii), prefixes: prefixes.map(ascii) };
+}
+
+function startsWithLower(buf: Buffer, start: number, lower: Buffer): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let b = buf[start + i]!;
+    if (b >= 0x41 && b <= 0x5a) b |= 0x20;
+    if (b !== lower[i]) return false;
+  }
+  return true;
+}
+
+/** Whether the filter keeps a header by its name's span (absent: the empty name). */
+function keepHeader(filter: HeaderFilter | undefined, buf: Buffer, name: Span): boolean {
+  if (filter === undefined) return true;
+  const start = name.start < 0 ? 0 : name.start;
+  const stop = name.start < 0 ? 0 : name.stop;
+  const length = stop - start;
+  for (const name of filter.names) if (name.length === length && startsWithLower(buf, start, name)) return true;
+  for (const prefix of filter.prefixes) if (prefix.length <= length && startsWithLower(buf, start, prefix)) return true;
+  for (let i = start; i < stop; i++) if (buf[i]! >= 0x80) return true;
+  return false;
+}
+
+/** Position of the last occurrence of a string field; start -1 when absent. */
+interface Span {
+  start: number;
+  stop: number;
+}
+
+/** Reads a string field's span, validating it as UTF-8 (every occurrence is, as protobuf-es does). */
+function readSpan(r: Reader, end: number, span: Span): void {
+  const stop = r.sub(end);
+  checkUtf8(r.buf, r.pos, stop);
+  span.start = r.pos;
+  span.stop = stop;
+  r.pos = stop;
+}
+
+function spanText(r: Reader, span: Span): string {
+  return span.start < 0 ? "" : (asciiText(r.buf, span.start, span.stop) ?? utf8.decode(r.buf.subarray(span.start, span.stop)));
+}
+
+function readHeaderValue(r: Reader, end: number, input: Target): void {
+  const key = input.keySpan;
+  const value = input.valueSpan;
+  key.start = -1;
+  value.start = -1;
   let rawStart = 0;
   let rawStop = 0;
   while (r.pos < end) {
     const tag = r.tag();
-    if (tag === HEADER_KEY) key = r.text();
-    else if (tag === HEADER_VALUE) value = r.text();
+    if (tag === HEADER_KEY) readSpan(r, end, key);
+    else if (tag === HEADER_VALUE) readSpan(r, end, value);
     else if (tag === HEADER_RAW_VALUE) {
       rawStop = r.sub(end);
       rawStart = r.pos;
@@ -214,13 +289,15 @@ function readHeaderValue(r: Reader, end: number, out: Header[]): void {
     } else r.other(tag, HEADER_VALUE_LEN);
     if (r.pos > end) throw malformed();
   }
-  out.push([key, value !== "" ? value : rawText(r.buf, rawStart, rawStop)]);
+  if (!keepHeader(input.filter, r.buf, key)) return;
+  const text = spanText(r, value);
+  input.headerMap.push([spanText(r, key), text !== "" ? text : rawText(r.buf, rawStart, rawStop)]);
 }
 
-function readHeaderMap(r: Reader, end: number, out: Header[]): void {
+function readHeaderMap(r: Reader, end: number, input: Target): void {
   while (r.pos < end) {
     const tag = r.tag();
-    if (tag === HEADER_MAP_HEADERS) readHeaderValue(r, r.sub(end), out);
+    if (tag === HEADER_MAP_HEADERS) readHeaderValue(r, r.sub(end), input);
     else r.other(tag, HEADER_MAP_LEN);
     if (r.pos > end) throw malformed();
   }
@@ -235,6 +312,10 @@ interface Target {
   index: Map<string, number> | undefined;
   headerMap: Header[];
   requiredScopes: string | undefined;
+  filter: HeaderFilter | undefined;
+  // Reused per header: no allocation for the headers that are skipped.
+  keySpan: Span;
+  valueSpan: Span;
 }
 
 // Envoy sends each name once and about ten of them: a linear search for a
@@ -264,14 +345,30 @@ function setHeader(input: Target, key: string, value: string): void {
   }
 }
 
+/** A `headers` map entry; strings are made only for a header the filter keeps. */
+function readHeaderEntry(r: Reader, end: number, input: Target): void {
+  const key = input.keySpan;
+  const value = input.valueSpan;
+  key.start = -1;
+  value.start = -1;
+  while (r.pos < end) {
+    const tag = r.tag();
+    if (tag === HEADER_KEY) readSpan(r, end, key);
+    else if (tag === HEADER_VALUE) readSpan(r, end, value);
+    else r.other(tag, MAP_ENTRY_LEN);
+    if (r.pos > end) throw malformed();
+  }
+  if (!keepHeader(input.filter, r.buf, key)) return;
+  setHeader(input, spanText(r, key), spanText(r, value));
+}
+
 function readHttp(r: Reader, end: number, input: Target): void {
   while (r.pos < end) {
     const tag = r.tag();
     if (tag === HTTP_HEADERS) {
-      r.entry(r.sub(end));
-      setHeader(input, r.key, r.value);
+      readHeaderEntry(r, r.sub(end), input);
     } else if (tag === HTTP_HEADER_MAP) {
-      readHeaderMap(r, r.sub(end), input.headerMap);
+      readHeaderMap(r, r.sub(end), input);
     } else r.other(tag, HTTP_REQUEST_LEN, HTTP_REQUEST_VARINT);
     if (r.pos > end) throw malformed();
   }
@@ -303,12 +400,21 @@ function readAttributes(r: Reader, end: number, input: Target): void {
  * Decodes what Check needs from envoy.service.auth.v3.CheckRequest; every other
  * field is skipped by wire type, nested messages without decoding them.
  * Rejects truncation, bad wire types, oversized varints and invalid UTF-8 in
- * the strings it reads.
+ * header names and values, exactly as protobuf-es does. With a filter, only
+ * the headers it keeps are returned.
  */
-export function decodeCheckRequest(bytes: Uint8Array): CheckInput {
+export function decodeCheckRequest(bytes: Uint8Array, filter?: HeaderFilter): CheckInput {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const r = new Reader(buf);
-  const input: Target = { headers: [], index: undefined, headerMap: [], requiredScopes: undefined };
+  const input: Target = {
+    headers: [],
+    index: undefined,
+    headerMap: [],
+    requiredScopes: undefined,
+    filter,
+    keySpan: { start: -1, stop: 0 },
+    valueSpan: { start: -1, stop: 0 },
+  };
   while (r.pos < r.end) {
     const tag = r.tag();
     if (tag === CHECK_ATTRIBUTES) readAttributes(r, r.sub(r.end), input);
@@ -389,8 +495,26 @@ const writer = new ProtoWriter();
 
 /** Encodes envoy.service.auth.v3.CheckResponse for a result, as ext-authz.ts's checkResponseOf builds it. */
 export function encodeCheckResponse(result: CheckResult): Uint8Array {
+  return encodeInto(result, 0);
+}
+
+// Frames of shared results (see CheckAllow.shared), written once.
+const sharedFrames = new WeakMap<CheckResult, Buffer>();
+
+/** The same as a gRPC frame (uncompressed flag + length prefix) in one buffer. */
+export function encodeCheckResponseFrame(result: CheckResult): Buffer {
+  if (result.shared) {
+    let frame = sharedFrames.get(result);
+    if (frame === undefined) sharedFrames.set(result, (frame = encodeInto(result, 5)));
+    return frame;
+  }
+  return encodeInto(result, 5);
+}
+
+/** Encodes after `offset` bytes; with offset 5 those are the gRPC frame prefix. */
+function encodeInto(result: CheckResult, offset: number): Buffer {
   const w = writer;
-  w.pos = 0;
+  w.pos = offset;
   const status = w.open(RESPONSE_STATUS);
   if (result.allowed) {
     // status {code: 0}: present but empty.
@@ -419,6 +543,10 @@ export function encodeCheckResponse(result: CheckResult): Uint8Array {
     w.close(denied);
   }
   writeMetadata(w, result.metadata);
+  if (offset === 5) {
+    w.buf[0] = 0;
+    w.buf.writeUInt32BE(w.pos - 5, 1);
+  }
   const out = Buffer.allocUnsafe(w.pos);
   w.buf.copy(out, 0, 0, w.pos);
   return out;

@@ -29,6 +29,7 @@ import {
   decisionOutcome,
   failureOutcome,
   findCredential,
+  invalidCredential,
   IDENTITY_HEADER_PREFIX,
   missingCredential,
   parseRequiredScopes,
@@ -38,7 +39,7 @@ import {
   type DenyOutcome,
   type Header,
 } from "./authz-response.js";
-import { decodeCheckRequest, encodeCheckResponse } from "./check-codec.js";
+import { createHeaderFilter, decodeCheckRequest, encodeCheckResponse, encodeCheckResponseFrame } from "./check-codec.js";
 import { lean, type UnaryMethod } from "./grpc-unary.js";
 
 export interface ExtAuthzOptions {
@@ -67,6 +68,8 @@ export type MetadataEntry = readonly [name: string, value: string | readonly str
 /** ok_response: what Envoy changes on the upstream request and the client's response. */
 export interface CheckAllow {
   allowed: true;
+  /** Set on results shared between calls (never changed): encoders may keep their bytes. */
+  shared?: true;
   /** Set on the upstream request with OVERWRITE_IF_EXISTS_OR_ADD. */
   headers: readonly Header[];
   headersToRemove: readonly string[];
@@ -78,6 +81,8 @@ export interface CheckAllow {
 /** status + denied_response: what the client gets instead of the upstream. */
 export interface CheckDeny {
   allowed: false;
+  /** As CheckAllow.shared. */
+  shared?: true;
   /** google.rpc.Code for CheckResponse.status (non-zero). */
   rpcCode: number;
   message: string;
@@ -90,6 +95,8 @@ export interface CheckDeny {
 }
 
 export type CheckResult = CheckAllow | CheckDeny;
+
+type KeyOf<D extends { key: unknown }> = NonNullable<D["key"]>;
 
 export type CheckDecider = (input: CheckInput) => CheckResult | Promise<CheckResult>;
 export type CheckHandler = (request: CheckRequest) => CheckResponse | Promise<CheckResponse>;
@@ -179,8 +186,13 @@ function denied(outcome: DenyOutcome): CheckDeny {
   };
 }
 
-// The same for every request without a credential.
-const MISSING = denied(missingCredential());
+function sharedDeny(outcome: DenyOutcome): CheckDeny {
+  return Object.freeze({ ...denied(outcome), shared: true as const });
+}
+
+// The same for every request without a credential, and every unknown key.
+const MISSING = sharedDeny(missingCredential());
+const INVALID = sharedDeny(invalidCredential());
 
 /** The one decision behind both registrations of Check. */
 export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
@@ -215,7 +227,25 @@ export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
     };
   }
 
+  // An allow without rate-limit headers or client x-keyward-* headers to strip
+  // depends only on the key record and which header held the key: built once
+  // per record (a changed key is a new record object, so entries never go stale).
+  const sharedAllows = new WeakMap<KeyOf<Decision>, CheckAllow>();
+  const sharedBearerAllows = new WeakMap<KeyOf<Decision>, CheckAllow>();
+
   const respond = (decision: Decision, view: RequestView, credentialHeader: string): CheckResult => {
+    const record = decision.key;
+    if (record === null) return INVALID;
+    const shareable = decision.code === "valid" && decision.rateLimit === null && view.identityHeaders.length === 0;
+    if (shareable) {
+      const cache = credentialHeader === "authorization" ? sharedBearerAllows : sharedAllows;
+      let result = cache.get(record);
+      if (result === undefined) {
+        result = Object.freeze({ ...(allowed(decisionOutcome(decision, clock.now()) as AllowOutcome, view, credentialHeader)), shared: true as const });
+        cache.set(record, result);
+      }
+      return result;
+    }
     const outcome = decisionOutcome(decision, clock.now());
     return outcome.allowed ? allowed(outcome, view, credentialHeader) : denied(outcome);
   };
@@ -291,11 +321,14 @@ export function createCheckHandler(options: ExtAuthzOptions): CheckHandler {
 /** Check on the lean gRPC path: the same decision, with the hand-written codec. */
 export function createCheckMethod(options: ExtAuthzOptions): UnaryMethod {
   const decide = createCheckDecider(options);
+  // Only headers RequestView can look at become strings.
+  const filter = createHeaderFilter([options.credential.apiKeyHeader, "authorization"], [IDENTITY_HEADER_PREFIX]);
   return lean<CheckInput, CheckResult>({
     path: `/${Authorization.typeName}/${Authorization.method.check.name}`,
-    decode: decodeCheckRequest,
+    decode: (bytes) => decodeCheckRequest(bytes, filter),
     handle: decide,
     encode: encodeCheckResponse,
+    encodeFrame: encodeCheckResponseFrame,
   });
 }
 
