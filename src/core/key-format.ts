@@ -18,7 +18,6 @@ export const VISIBLE_SECRET_CHARS = 4;
 export const DEFAULT_PREFIX = "kw";
 
 const PREFIX_RE = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/;
-const SECRET_RE = /^[0-9A-Za-z]+$/;
 
 export function isValidPrefix(prefix: string): boolean {
   return prefix.length <= MAX_PREFIX_LENGTH && PREFIX_RE.test(prefix);
@@ -60,18 +59,58 @@ export function generateKey(prefix: string = DEFAULT_PREFIX): GeneratedKey {
   return { key, displayPrefix: key.slice(0, prefix.length + 1 + VISIBLE_SECRET_CHARS) };
 }
 
+// CRC-32 (IEEE, as zlib's crc32) by table over char codes: on the hot path
+// zlib's crc32(string) pays for a string-to-bytes conversion first.
+const CRC_TABLE = new Int32Array(256);
+for (let n = 0; n < 256; n++) {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  CRC_TABLE[n] = c;
+}
+
+// Character classes by code: 1 base62 digit/letter, 2 also lowercase-or-digit (prefix), 4 lowercase letter.
+const CLASS = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c);
+  CLASS[c] = (/[0-9A-Za-z]/.test(ch) ? 1 : 0) | (/[0-9a-z]/.test(ch) ? 2 : 0) | (/[a-z]/.test(ch) ? 4 : 0);
+}
+
 /**
- * Cheap structural check: shape and checksum. False means the string cannot be
- * a key keyward issued, so no lookup is needed.
+ * Cheap structural check: shape and checksum, in one pass without allocating.
+ * False means the string cannot be a key keyward issued, so no lookup is needed.
  */
 export function isWellFormedKey(key: string): boolean {
-  if (key.length > MAX_KEY_LENGTH || key.length < SECRET_LENGTH + 2) return false;
-  const sep = key.length - SECRET_LENGTH - 1;
-  if (key.charCodeAt(sep) !== 95 /* _ */) return false;
-  const prefix = key.slice(0, sep);
-  const secret = key.slice(sep + 1);
-  if (!PREFIX_RE.test(prefix) || !SECRET_RE.test(secret)) return false;
-  return checksum(key.slice(0, key.length - CHECKSUM_LENGTH)) === key.slice(key.length - CHECKSUM_LENGTH);
+  const length = key.length;
+  if (length > MAX_KEY_LENGTH || length < SECRET_LENGTH + 2) return false;
+  const sep = length - SECRET_LENGTH - 1;
+  const signed = length - CHECKSUM_LENGTH;
+  let crc = -1;
+  // Prefix: /^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/ — words of [a-z0-9] joined by single underscores.
+  let c = key.charCodeAt(0);
+  if (c >= 128 || (CLASS[c]! & 4) === 0) return false;
+  let afterUnderscore = false;
+  for (let i = 0; i < signed; i++) {
+    c = key.charCodeAt(i);
+    if (c >= 128) return false;
+    if (i < sep) {
+      if (c === 95 /* _ */) {
+        if (afterUnderscore) return false;
+        afterUnderscore = true;
+      } else if ((CLASS[c]! & 2) === 0) return false;
+      else afterUnderscore = false;
+    } else if (i === sep) {
+      if (c !== 95 || afterUnderscore) return false;
+    } else if ((CLASS[c]! & 1) === 0) return false;
+    crc = CRC_TABLE[(crc ^ c) & 0xff]! ^ (crc >>> 8);
+  }
+  // The checksum: CRC-32 in CHECKSUM_LENGTH base62 digits, most significant first.
+  let n = (crc ^ -1) >>> 0;
+  for (let i = length - 1; i >= signed; i--) {
+    c = key.charCodeAt(i);
+    if (c >= 128 || (CLASS[c]! & 1) === 0 || c !== ALPHABET.charCodeAt(n % 62)) return false;
+    n = Math.floor(n / 62);
+  }
+  return true;
 }
 
 export type KeyHasher = (key: string) => string;
