@@ -15,7 +15,7 @@ import { createSettingsManager } from "./core/settings.js";
 import { createUsageRecorder, type UsageRecorder } from "./core/usage.js";
 import { createVerifier } from "./core/verifier.js";
 import { Authorization } from "./gen/envoy/service/auth/v3/external_auth_pb.js";
-import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "./gen/grpc/health/v1/health_pb.js";
+import { Health } from "./gen/grpc/health/v1/health_pb.js";
 import { KeyService } from "./gen/keyward/v1/keys_pb.js";
 import { SettingsService } from "./gen/keyward/v1/settings_pb.js";
 import type { Logger } from "./logger.js";
@@ -23,8 +23,8 @@ import { createPgChangeFeed } from "./storage/change-feed.js";
 import { createDatabase, type Database } from "./storage/database.js";
 import { createAuthorizationService, createCheckHandler, createCheckMethod } from "./transport/ext-authz.js";
 import { createForwardAuthHandler } from "./transport/forward-auth.js";
-import { createGrpcUnaryHandler, schemaMethod } from "./transport/grpc-unary.js";
-import { createHealthCheckHandler, createHealthService, createHealthState, type HealthState } from "./transport/health.js";
+import { createGrpcUnaryHandler } from "./transport/grpc-unary.js";
+import { createHealthCheckMethod, createHealthService, createHealthState, type HealthState } from "./transport/health.js";
 import { createHttpRoutes } from "./transport/http-routes.js";
 import { createKeyService, createVerifyMethod } from "./transport/key-service.js";
 import { packApiKey } from "./transport/verify-codec.js";
@@ -183,7 +183,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     methods: [
       createVerifyMethod({ verifier, usage }),
       createCheckMethod(checkOptions),
-      schemaMethod("/grpc.health.v1.Health/Check", HealthCheckRequestSchema, HealthCheckResponseSchema, createHealthCheckHandler(health)),
+      createHealthCheckMethod(health),
     ],
     onError: (error, path) => {
       if (isServerFault(error)) onLeanFault({ rpc: path, code: error.code, err: error.cause ?? error });

@@ -7,9 +7,7 @@
 // message trailers, trailers-only errors.
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { gunzip, inflate } from "node:zlib";
-import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { invalidArgument } from "../core/errors.js";
 import { toConnectError } from "./errors.js";
 
 export interface UnaryMethod<Req = unknown, Res = unknown> {
@@ -21,27 +19,6 @@ export interface UnaryMethod<Req = unknown, Res = unknown> {
   encode(response: Res): Uint8Array;
   /** Optional: the gRPC frame (5-byte prefix + message) in one buffer, saving a copy. */
   encodeFrame?(response: Res): Buffer;
-}
-
-/** A lean method over protobuf-es schemas (reflection-based codec). */
-export function schemaMethod<I extends DescMessage, O extends DescMessage>(
-  path: string,
-  input: I,
-  output: O,
-  handle: (request: MessageShape<I>, headers: IncomingHttpHeaders) => MessageShape<O> | Promise<MessageShape<O>>,
-): UnaryMethod {
-  return lean<MessageShape<I>, MessageShape<O>>({
-    path,
-    decode(payload) {
-      try {
-        return fromBinary(input, payload);
-      } catch {
-        throw invalidArgument(`request is not a valid ${input.typeName} message`);
-      }
-    },
-    handle,
-    encode: (response) => toBinary(output, response),
-  });
 }
 
 /** Erases a method's message types for the handler table. */

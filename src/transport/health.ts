@@ -3,15 +3,18 @@
 // one status: all of them need the database at start and all of them drain
 // together. Only start (database unreachable) and stop (draining) change it; a
 // database that fails later is not a reason to stop serving cached keys.
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { invalidArgument } from "../core/errors.js";
 import {
   Health,
+  HealthCheckRequestSchema,
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthCheckResponseSchema,
   type HealthCheckRequest,
   type HealthCheckResponse,
 } from "../gen/grpc/health/v1/health_pb.js";
+import { lean, type UnaryMethod } from "./grpc-unary.js";
 
 export { ServingStatus };
 
@@ -88,6 +91,41 @@ export function createHealthCheckHandler(state: HealthState): (request: HealthCh
     if (status === undefined) throw new ConnectError(`unknown service "${request.service}"`, Code.NotFound);
     return responses.get(status)!;
   };
+}
+
+// Probes (kubelet, grpc_health_probe, Envoy) mostly ask about "" with an empty
+// message: that request needs no decoding, and the three answers are framed once.
+const EMPTY_REQUEST = create(HealthCheckRequestSchema);
+const frames = new Map(
+  [...responses].map(([status, response]) => {
+    return [response, frame(toBinary(HealthCheckResponseSchema, response))] as const;
+  }),
+);
+
+/** Health/Check for the lean gRPC path. */
+export function createHealthCheckMethod(state: HealthState): UnaryMethod {
+  const check = createHealthCheckHandler(state);
+  return lean<HealthCheckRequest, HealthCheckResponse>({
+    path: `/${Health.typeName}/${Health.method.check.name}`,
+    decode(payload) {
+      if (payload.length === 0) return EMPTY_REQUEST;
+      try {
+        return fromBinary(HealthCheckRequestSchema, payload);
+      } catch {
+        throw invalidArgument(`request is not a valid ${HealthCheckRequestSchema.typeName} message`);
+      }
+    },
+    handle: check,
+    encode: (response) => toBinary(HealthCheckResponseSchema, response),
+    encodeFrame: (response) => frames.get(response) ?? frame(toBinary(HealthCheckResponseSchema, response)),
+  });
+}
+
+function frame(message: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + message.length);
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
 }
 
 export function createHealthService(state: HealthState): ServiceImpl<typeof Health> {

@@ -1,6 +1,7 @@
 // grpc.health.v1.Health against a real keyward: Check (lean gRPC path and the
 // Connect router), Watch (server streaming through the router) and a drain:
 // stop() must report NOT_SERVING to watchers before their streams end.
+import http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
@@ -88,6 +89,40 @@ describe("gRPC health", () => {
       });
     },
   );
+
+  it("answers raw gRPC probes on the lean path: an empty message, a service name, and a malformed message", async () => {
+    const session = http2.connect(kw.baseUrl);
+    session.on("error", () => {});
+    const call = (message: Uint8Array) =>
+      new Promise<{ status: string | undefined; message: string | undefined; body: Buffer }>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+        const chunks: Buffer[] = [];
+        let headers: http2.IncomingHttpHeaders = {};
+        stream.on("response", (h) => (headers = h));
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("trailers", (t) => (headers = { ...headers, ...t }));
+        stream.on("end", () => resolve({ status: headers["grpc-status"] as string, message: headers["grpc-message"] as string, body: Buffer.concat(chunks) }));
+        stream.on("error", reject);
+        const frame = Buffer.alloc(5 + message.length);
+        frame.writeUInt32BE(message.length, 1);
+        frame.set(message, 5);
+        stream.end(frame);
+      });
+    try {
+      const serving = toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status: Status.SERVING }));
+      const empty = await call(new Uint8Array(0));
+      expect(empty.status).toBe("0");
+      expect(empty.body.subarray(5)).toEqual(Buffer.from(serving));
+      const named = await call(toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: SERVICES[1] })));
+      expect(named.status).toBe("0");
+      expect(fromBinary(HealthCheckResponseSchema, named.body.subarray(5)).status).toBe(Status.SERVING);
+      const truncated = await call(Uint8Array.from([0x0a, 0x05, 0x61]));
+      expect(truncated.status).toBe(String(Code.InvalidArgument));
+      expect(truncated.message).toMatch(/not a valid grpc.health.v1.HealthCheckRequest/);
+    } finally {
+      session.close();
+    }
+  });
 
   it("Watch sends the current status at once, and SERVICE_UNKNOWN for an unknown service without ending", async () => {
     const channel = new grpc.Client(`127.0.0.1:${kw.port}`, grpc.credentials.createInsecure());
