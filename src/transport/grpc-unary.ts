@@ -158,7 +158,8 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       return;
     }
     stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once("wantTrailers", sendOkTrailers);
+    // `on`, not `once`: the event fires once per stream, and once() allocates a wrapper per call.
+    stream.on("wantTrailers", sendOkTrailers);
     stream.end(body);
     finished(stream, method.path, 0);
   }
