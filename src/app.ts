@@ -136,7 +136,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     changeFeed: feed && (() => ({ ...feed.stats(), ...cacheSync.stats() })),
   });
   const hasher = createKeyHasher(config.hashPepper);
-  const verifier = createVerifier({ cache, hasher, limiter, usage, clock, onDecision: metrics.decision });
+  const verifier = createVerifier({ cache, digest: createKeyHasher(config.hashPepper, "latin1"), limiter, usage, clock, onDecision: metrics.decision });
   const auth = createAuthenticator({ adminToken: config.adminToken, verifier });
   const keys = createKeyManager({ store: database.keys, cache, hasher, clock });
   const settings = createSettingsManager({ store: database.settings, clock });

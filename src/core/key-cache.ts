@@ -1,5 +1,7 @@
-// The verification cache: key hash → CachedKey (a hit) or null (a remembered
-// miss). Positive and negative entries live in separate LRUs so a flood of
+// The verification cache: key digest → CachedKey (a hit) or null (a remembered
+// miss). Keys are SHA-256 digests as 32-character latin1 strings (see
+// createKeyHasher), half the heap of the stored 64-character hex; storage and
+// the change feed speak hex, converted here on a miss and on a change. Positive and negative entries live in separate LRUs so a flood of
 // unknown keys can only churn the negative side, never evict hot keys.
 // Concurrent misses for one hash share one load. While storage is failing, a
 // key whose entry went stale is still answered from it for a bounded window
@@ -9,9 +11,11 @@
 // fields, the packed rest and the cache's own bookkeeping, with tenant ids and
 // scope lists shared between keys.
 import { LRUCache } from "lru-cache";
+import { digestOfHex, hexOfDigest } from "./key-format.js";
 import type { CachedKey, KeyPacker, KeyRecord } from "./model.js";
 
 export interface KeyCacheOptions {
+  /** Looks a key up by its stored (hex) hash. */
   load: (hash: string) => Promise<KeyRecord | null>;
   /** Packs what a CachedKey keeps besides its decision fields (app.ts: the ApiKey wire bytes). */
   pack: KeyPacker;
@@ -40,12 +44,13 @@ export interface KeyCacheStats {
 }
 
 export interface KeyCache {
-  /** The cached answer, or undefined when the hash is not cached. */
-  peek(hash: string): CachedKey | null | undefined;
+  /** The cached answer for a key digest (latin1), or undefined when it is not cached. */
+  peek(digest: string): CachedKey | null | undefined;
   /** Loads (once for concurrent callers) and caches the answer. */
-  load(hash: string): Promise<CachedKey | null>;
+  load(digest: string): Promise<CachedKey | null>;
   /** Replaces the cached record after a local change. */
   set(record: KeyRecord): void;
+  /** Forgets a key by its stored (hex) hash, as the change feed names it. */
   invalidate(hash: string): void;
   clear(): void;
   stats(): KeyCacheStats;
@@ -65,9 +70,7 @@ class Entry implements CachedKey {
     readonly lastUsedAt: number | null,
     readonly requestCount: number,
     readonly packed: string,
-    /** Load time relative to the cache's creation: a small integer, so no heap number per key. */
-    public loadedAt: number,
-    /** After a failed reload, the stale entry answers until then without retrying (same base). */
+    /** After a failed reload, the stale entry answers until then without retrying (0: not stale). */
     public retryAt: number,
   ) {}
 }
@@ -96,10 +99,10 @@ function createInterner<T>(): (key: string, make: () => T) => T {
 
 /** A CachedKey for a record, without the cache (tests; the cache shares strings and scope lists). */
 export function toCachedKey(record: KeyRecord, pack: KeyPacker): CachedKey {
-  return entryOf(record, pack, record.tenantId, Object.freeze([...record.scopes]), 0);
+  return entryOf(record, pack, record.tenantId, Object.freeze([...record.scopes]));
 }
 
-function entryOf(record: KeyRecord, pack: KeyPacker, tenantId: string, scopes: readonly string[], loadedAt: number): Entry {
+function entryOf(record: KeyRecord, pack: KeyPacker, tenantId: string, scopes: readonly string[]): Entry {
   return new Entry(
     record.id,
     tenantId,
@@ -112,7 +115,6 @@ function entryOf(record: KeyRecord, pack: KeyPacker, tenantId: string, scopes: r
     time(record.lastUsedAt),
     record.requestCount,
     pack(record),
-    loadedAt,
     0,
   );
 }
@@ -121,21 +123,24 @@ function entryOf(record: KeyRecord, pack: KeyPacker, tenantId: string, scopes: r
 const STALE_RETRY_MS = 1000;
 
 export function createKeyCache(options: KeyCacheOptions): KeyCache {
-  const clock = options.now ?? Date.now;
-  // Entry times count from here (see Entry.loadedAt).
-  const epoch = clock();
-  const now = () => clock() - epoch;
+  const now = options.now ?? Date.now;
   const internTenant = createInterner<string>();
   const internScopes = createInterner<readonly string[]>();
   const ttlMs = options.ttlMs;
+  const staleMs = options.staleIfErrorMs ?? 0;
   const counters = { hits: 0, misses: 0, loads: 0, coalesced: 0, staleServed: 0, evictions: 0 };
   // Entries live ttl + stale window; past ttl they only serve as a fallback.
+  // The LRU keeps each entry's load time (a preallocated Float64Array), so the
+  // entries need not: a read reports the time left, fresh while more than the
+  // stale window remains. It reads the clock on every call (ttlResolution 0),
+  // as the freshness check must.
   const positive = new LRUCache<string, Entry>({
     max: options.maxEntries,
-    ttl: ttlMs + (options.staleIfErrorMs ?? 0),
+    ttl: ttlMs + staleMs,
+    ttlResolution: 0,
     ttlAutopurge: false,
     updateAgeOnGet: false,
-    perf: { now: clock },
+    perf: { now },
     dispose: (_value, _key, reason) => {
       if (reason === "evict") counters.evictions++;
     },
@@ -144,81 +149,88 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
   const negative = new LRUCache<string, true>({
     max: negativeMax,
     ttl: options.negativeTtlMs ?? Math.min(options.ttlMs, 60_000),
+    ttlResolution: 0,
     updateAgeOnGet: false,
-    perf: { now: clock },
+    perf: { now },
   });
+  // One status object, reused: peek is synchronous.
+  const status: LRUCache.Status<string, Entry> = {};
+  const withStatus: LRUCache.GetOptions<string, Entry, unknown> = { status };
   const inflight = new Map<string, Promise<CachedKey | null>>();
 
   function compact(record: KeyRecord): Entry {
     const tenantId = internTenant(record.tenantId, () => record.tenantId);
     const scopes = internScopes(JSON.stringify(record.scopes), () => Object.freeze([...record.scopes]));
-    return entryOf(record, options.pack, tenantId, scopes, now());
+    return entryOf(record, options.pack, tenantId, scopes);
   }
 
-  function store(hash: string, entry: Entry | null): void {
+  function store(digest: string, entry: Entry | null): void {
     if (entry) {
-      negative.delete(hash);
-      positive.set(hash, entry);
+      negative.delete(digest);
+      positive.set(digest, entry);
     } else {
-      positive.delete(hash);
-      negative.set(hash, true);
+      positive.delete(digest);
+      negative.set(digest, true);
     }
   }
 
   return {
-    peek(hash) {
-      const entry = positive.get(hash);
+    peek(digest) {
+      // Unset unless the read finds the entry: then it counts as stale (a reload), never as fresh.
+      status.remainingTTL = undefined;
+      const entry = positive.get(digest, withStatus);
       if (entry !== undefined) {
-        const t = now();
-        if (t - entry.loadedAt < ttlMs || t < entry.retryAt) {
+        if (status.remainingTTL! > staleMs || (entry.retryAt !== 0 && now() < entry.retryAt)) {
           counters.hits++;
           return entry;
         }
       }
-      if (negative.get(hash) !== undefined) {
+      if (negative.get(digest) !== undefined) {
         counters.hits++;
         return null;
       }
       counters.misses++;
       return undefined;
     },
-    load(hash) {
-      const pending = inflight.get(hash);
+    load(digest) {
+      const pending = inflight.get(digest);
       if (pending) {
         counters.coalesced++;
         return pending;
       }
       counters.loads++;
-      const promise: Promise<CachedKey | null> = options.load(hash).then(
+      const promise: Promise<CachedKey | null> = options.load(hexOfDigest(digest)).then(
         (record) => {
           const entry = record && compact(record);
           // A local change or invalidation during the load wins over what the load saw.
-          if (inflight.get(hash) === promise) {
-            inflight.delete(hash);
-            store(hash, entry);
+          if (inflight.get(digest) === promise) {
+            inflight.delete(digest);
+            store(digest, entry);
           }
           return entry;
         },
         (error: unknown) => {
-          if (inflight.get(hash) === promise) inflight.delete(hash);
-          const stale = positive.get(hash);
+          if (inflight.get(digest) === promise) inflight.delete(digest);
+          const stale = positive.get(digest);
           if (stale === undefined) throw error;
           counters.staleServed++;
           stale.retryAt = now() + STALE_RETRY_MS;
           return stale;
         },
       );
-      inflight.set(hash, promise);
+      inflight.set(digest, promise);
       return promise;
     },
     set(record) {
-      inflight.delete(record.hash);
-      store(record.hash, compact(record));
+      const digest = digestOfHex(record.hash);
+      inflight.delete(digest);
+      store(digest, compact(record));
     },
     invalidate(hash) {
-      inflight.delete(hash);
-      positive.delete(hash);
-      negative.delete(hash);
+      const digest = digestOfHex(hash);
+      inflight.delete(digest);
+      positive.delete(digest);
+      negative.delete(digest);
     },
     clear() {
       inflight.clear();

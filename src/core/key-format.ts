@@ -115,9 +115,19 @@ export function isWellFormedKey(key: string): boolean {
 
 export type KeyHasher = (key: string) => string;
 
-/** SHA-256, or HMAC-SHA256 with a server-side pepper, as lowercase hex. */
-export function createKeyHasher(pepper?: string): KeyHasher {
-  if (pepper) return (key) => createHmac("sha256", pepper).update(key).digest("hex");
+/**
+ * SHA-256, or HMAC-SHA256 with a server-side pepper, as lowercase hex (what is
+ * stored), or with `latin1` as the 32 digest bytes one per character: the
+ * verification cache's key, half the heap of the 64-character hex string.
+ */
+export function createKeyHasher(pepper?: string, encoding: "hex" | "latin1" = "hex"): KeyHasher {
+  // "binary" is node:crypto's name for latin1.
+  const out = encoding === "hex" ? "hex" : "binary";
+  if (pepper) return (key) => createHmac("sha256", pepper).update(key).digest(out);
   // One-shot hash: no Hash object per call on the hot path.
-  return (key) => hash("sha256", key, "hex");
+  return (key) => hash("sha256", key, out);
 }
+
+/** The stored hex hash of a latin1 digest, and back. */
+export const hexOfDigest = (digest: string): string => Buffer.from(digest, "latin1").toString("hex");
+export const digestOfHex = (hex: string): string => Buffer.from(hex, "hex").toString("latin1");

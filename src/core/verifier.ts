@@ -28,7 +28,8 @@ export interface Decision {
 
 export interface VerifierOptions {
   cache: KeyCache;
-  hasher: KeyHasher;
+  /** The cache's key for a key: createKeyHasher(pepper, "latin1"). */
+  digest: KeyHasher;
   limiter: RateLimiter;
   usage: UsageRecorder;
   clock: Clock;
@@ -46,7 +47,7 @@ const NO_SCOPES: readonly string[] = [];
 const NOT_FOUND: Decision = Object.freeze({ code: "not_found", key: null, rateLimit: null, missingScopes: NO_SCOPES });
 
 export function createVerifier(options: VerifierOptions): Verifier {
-  const { cache, hasher, limiter, usage, clock } = options;
+  const { cache, digest, limiter, usage, clock } = options;
   const observe = options.onDecision ?? (() => {});
 
   function decide(record: CachedKey | null, requiredScopes: readonly string[]): Decision {
@@ -74,9 +75,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   function lookup(key: string): CachedKey | null | Promise<CachedKey | null> {
     if (!isWellFormedKey(key)) return null;
-    const hash = hasher(key);
-    const cached = cache.peek(hash);
-    return cached !== undefined ? cached : cache.load(hash);
+    const d = digest(key);
+    const cached = cache.peek(d);
+    return cached !== undefined ? cached : cache.load(d);
   }
 
   return {

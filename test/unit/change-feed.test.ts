@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { createCacheSync } from "../../src/core/cache-sync.js";
 import { createKeyCache } from "../../src/core/key-cache.js";
+import { digestOfHex } from "../../src/core/key-format.js";
 import type { KeyRecord } from "../../src/core/model.js";
 import { decodeChange, encodeKeyChanges, MAX_PAYLOAD_BYTES, reconnectDelay } from "../../src/storage/change-feed.js";
 
@@ -60,12 +61,12 @@ describe("cache sync", () => {
     const { cache, sync } = setup();
     cache.set(record(hash(1)));
     cache.set(record(hash(2)));
-    await cache.load(hash(3)); // remembered as unknown
-    expect(cache.peek(hash(3))).toBeNull();
+    await cache.load(digestOfHex(hash(3))); // remembered as unknown
+    expect(cache.peek(digestOfHex(hash(3)))).toBeNull();
     sync.keysChanged([hash(1), hash(3)]);
-    expect(cache.peek(hash(1))).toBeUndefined();
-    expect(cache.peek(hash(3))).toBeUndefined();
-    expect(cache.peek(hash(2))?.packed).toBe(hash(2));
+    expect(cache.peek(digestOfHex(hash(1)))).toBeUndefined();
+    expect(cache.peek(digestOfHex(hash(3)))).toBeUndefined();
+    expect(cache.peek(digestOfHex(hash(2)))?.packed).toBe(hash(2));
     expect(sync.stats()).toEqual({ evictions: 2, clears: 0 });
   });
 
@@ -75,12 +76,12 @@ describe("cache sync", () => {
     expect(cleared).toEqual([]);
     cache.set(record(hash(1)));
     sync.resumed({ downMs: 1234, initial: false });
-    expect(cache.peek(hash(1))).toBeUndefined();
+    expect(cache.peek(digestOfHex(hash(1)))).toBeUndefined();
     expect(cleared).toEqual([{ reason: "gap", downMs: 1234, entries: 1 }]);
     // Serving before the first connection (database down at start) is a gap too.
     cache.set(record(hash(2)));
     sync.resumed({ downMs: 5000, initial: true });
-    expect(cache.peek(hash(2))).toBeUndefined();
+    expect(cache.peek(digestOfHex(hash(2)))).toBeUndefined();
     sync.unknownChange("unrecognised payload");
     expect(sync.stats()).toEqual({ evictions: 0, clears: 3 });
   });

@@ -10,6 +10,9 @@ const record = (hash: string): KeyRecord => ({
   requestCount: 0, enabled: true, revokedAt: null, revokedReason: "", createdBy: "admin", metadata: {},
 });
 
+/** The cache is keyed by latin1 digests and loads by hex hash: these tests use short text for both. */
+const text = (hex: string) => Buffer.from(hex, "hex").toString("latin1");
+
 function setup(staleIfErrorMs: number) {
   const clock = createManualClock();
   let failing = false;
@@ -17,10 +20,11 @@ function setup(staleIfErrorMs: number) {
   const cache = createKeyCache({
     // The hash as the packed form, so tests can tell entries apart.
     pack: (r) => r.hash,
-    load: async (hash) => {
+    load: async (hex) => {
       loads++;
       if (failing) throw unavailable("database unavailable");
-      return hash.startsWith("known") ? record(hash) : null;
+      const key = text(hex);
+      return key.startsWith("known") ? record(key) : null;
     },
     maxEntries: 10,
     ttlMs: 60_000,
@@ -82,7 +86,7 @@ describe("key cache while storage fails", () => {
 describe("key cache entries", () => {
   it("keep the decision fields as plain values and share equal tenant ids and scope lists", async () => {
     const records = new Map<string, KeyRecord>();
-    const cache = createKeyCache({ load: async (hash) => records.get(hash) ?? null, pack: (r) => `packed:${r.id}`, maxEntries: 10, ttlMs: 60_000 });
+    const cache = createKeyCache({ load: async (hex) => records.get(text(hex)) ?? null, pack: (r) => `packed:${r.id}`, maxEntries: 10, ttlMs: 60_000 });
     const base = record("h1");
     records.set("h1", { ...base, tenantId: ["te", "nant"].join(""), scopes: ["a", "b"], expiresAt: new Date(5_000), lastUsedAt: new Date(7), requestCount: 3 });
     records.set("h2", { ...record("h2"), tenantId: ["ten", "ant"].join(""), scopes: ["a", "b"], revokedAt: new Date(1), enabled: false });

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
   createKeyHasher,
+  digestOfHex,
+  hexOfDigest,
   generateKey,
   isValidPrefix,
   isWellFormedKey,
@@ -68,5 +70,16 @@ describe("key format", () => {
     expect(peppered("The quick brown fox jumps over the lazy dog")).toBe(
       "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
     );
+  });
+
+  it("gives the cache's latin1 digest of the same hash, convertible both ways", () => {
+    for (const pepper of [undefined, "key"]) {
+      const key = generateKey().key;
+      const hex = createKeyHasher(pepper)(key);
+      const digest = createKeyHasher(pepper, "latin1")(key);
+      expect(digest).toHaveLength(32);
+      expect(digestOfHex(hex)).toBe(digest);
+      expect(hexOfDigest(digest)).toBe(hex);
+    }
   });
 });
