@@ -139,6 +139,14 @@ interface PgQueryable {
   query(sql: string, values: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
 }
 
+/** The part of better-sqlite3 the SQLite lookup uses. */
+interface SqliteStatement {
+  get(...params: unknown[]): Record<string, unknown> | undefined;
+}
+interface SqliteNative {
+  prepare(sql: string): SqliteStatement;
+}
+
 /** The counters pg's Pool keeps. */
 interface PgPoolCounts {
   totalCount: number;
@@ -185,13 +193,32 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     return rows[0] ? keyRecordFromRow(rows[0]) : null;
   };
 
+  // SQLite: one statement prepared once on better-sqlite3, the connection the ORM
+  // uses. Through the ORM every lookup prepared a new native statement, freed
+  // only when V8 collected its small wrapper: after 100k misses ~100 MiB of C
+  // heap the allocator then kept (npm run bench:memory, BENCH_MEMORY_DB=sqlite).
+  const keyByHashSql = `select ${KEY_COLUMNS} from \`api_keys\` where \`hash\` = ?`;
+  let sqliteStatement: Promise<SqliteStatement> | undefined;
+  const sqliteLookup = async (hash: string): Promise<KeyRecord | null> => {
+    sqliteStatement ??= (orm.em.getConnection() as unknown as { getNativeClient(): Promise<SqliteNative> })
+      .getNativeClient()
+      .then((db) => db.prepare(keyByHashSql));
+    // A failed prepare (tables not there yet) is tried again next time.
+    sqliteStatement.catch(() => (sqliteStatement = undefined));
+    options.debugQueries?.(keyByHashSql);
+    const row = (await sqliteStatement).get(hash);
+    return row ? keyRecordFromRow(row) : null;
+  };
+
   return {
     kind: target.kind,
     // PostgreSQL announces key changes to every instance's cache (LISTEN/NOTIFY);
     // SQLite is single-instance, so there is no one to tell.
     keys: createKeyStore(
       orm,
-      target.kind === "postgresql" ? { notifyChanges: notifyKeyChanges, batchedUsage: true, lookupByHash: pgLookup } : {},
+      target.kind === "postgresql"
+        ? { notifyChanges: notifyKeyChanges, batchedUsage: "postgresql", lookupByHash: pgLookup }
+        : { batchedUsage: "sqlite", lookupByHash: sqliteLookup },
     ),
     settings: createSettingStore(orm),
     audit: createAuditStore(orm),
