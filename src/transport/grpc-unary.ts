@@ -80,7 +80,8 @@ export function parseGrpcTimeout(value: string | string[] | undefined): number |
   return Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!;
 }
 
-function frame(payload: Uint8Array): Buffer {
+/** A gRPC length-prefixed message (uncompressed). */
+export function frame(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + payload.length);
   out[0] = 0;
   out.writeUInt32BE(payload.length, 1);

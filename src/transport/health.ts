@@ -14,7 +14,7 @@ import {
   type HealthCheckRequest,
   type HealthCheckResponse,
 } from "../gen/grpc/health/v1/health_pb.js";
-import { lean, type UnaryMethod } from "./grpc-unary.js";
+import { frame, lean, type UnaryMethod } from "./grpc-unary.js";
 
 export { ServingStatus };
 
@@ -119,13 +119,6 @@ export function createHealthCheckMethod(state: HealthState): UnaryMethod {
     encode: (response) => toBinary(HealthCheckResponseSchema, response),
     encodeFrame: (response) => frames.get(response) ?? frame(toBinary(HealthCheckResponseSchema, response)),
   });
-}
-
-function frame(message: Uint8Array): Buffer {
-  const out = Buffer.alloc(5 + message.length);
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
 }
 
 export function createHealthService(state: HealthState): ServiceImpl<typeof Health> {
