@@ -29,4 +29,5 @@ EXPOSE 50051
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:50051/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# dist/main.js re-executes itself (same pid) with its V8 heap flags (src/v8-flags.ts; KEYWARD_V8_FLAGS).
 CMD ["node", "dist/main.js"]

@@ -21,6 +21,10 @@ import { seedSqlite } from "./lib/sqlite-seed.js";
 import { residentByKind, type ResidentByKind } from "./lib/memory-maps.js";
 import { processMemory, startKeywardProcess, type ChildServer } from "./lib/processes.js";
 import { loadProblems, runVerifyLoad, verifyBodies } from "./lib/verify-load.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { CheckResponseSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { grpcAnswer, runHttp2Load, type Http2LoadResult } from "./lib/http2-load.js";
+import { CHECK_PATH, checkBody, checkOutcome, GRPC_HEADERS } from "./lib/requests.js";
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SETTINGS = {
@@ -28,11 +32,15 @@ const SETTINGS = {
   /** postgresql (the bench's, default) or sqlite (keyward's default database). */
   database: (process.env.BENCH_MEMORY_DB ?? "postgresql") as "postgresql" | "sqlite",
   snapshot: process.env.BENCH_MEMORY_SNAPSHOT === "1",
+  /** How long the "idle" reading waits after the fill: V8's memory reducer starts 8 s after allocation slows. */
+  idleSeconds: env("BENCH_MEMORY_IDLE_SECONDS", 20),
   modules: process.env.BENCH_MEMORY_MODULES === "1",
+  /** verify (default) or check: which hot RPC fills the cache (ext_authz Check may keep per-key state of its own). */
+  rpc: (process.env.BENCH_MEMORY_RPC ?? "verify") as "verify" | "check",
   /** Extra node flags for keyward, to try V8 options before shipping them. */
   nodeArgs: (process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean),
   /** Extra KEYWARD_* settings, "A=1 B=2". */
-  keywardEnv: Object.fromEntries((process.env.BENCH_KEYWARD_ENV ?? "").split(/\s+/).filter(Boolean).map((kv) => kv.split("=", 2) as [string, string])),
+  keywardEnv: Object.fromEntries((process.env.BENCH_KEYWARD_ENV ?? "").split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
 };
 const PG_URL = process.env.BENCH_PG_URL ?? process.env.KEYWARD_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const SCOPES = ["bench:read"];
@@ -54,6 +62,7 @@ interface Stage {
 export interface MemoryProbeReport {
   source: string;
   database: string;
+  rpc: string;
   keys: number;
   nodeArgs: string[];
   fillRps: number;
@@ -62,6 +71,8 @@ export interface MemoryProbeReport {
   freshGc: Stage;
   /** After caching every key and the usage write-behind: as it stands, then after a full GC. */
   cached: Stage;
+  /** The same after BENCH_MEMORY_IDLE_SECONDS without requests and without a forced GC (V8's memory reducer may run). */
+  cachedIdle: Stage;
   cachedGc: Stage;
   liveHeapPerKey: number;
   snapshot?: { perKey: number; groups: HeapGroup[] };
@@ -77,6 +88,30 @@ async function stage(kw: ChildServer, url: string, gc: boolean): Promise<Stage> 
   const self = await readProcessMemory(url);
   const { rss, hwm } = processMemory(kw.pid);
   return { rss, hwm, maps: residentByKind(kw.pid), self };
+}
+
+/** Every key verified once: each a cache miss, each answer checked VALID. */
+function verifyFill(baseUrl: string, keys: string[]): Promise<Http2LoadResult> {
+  const bodies = verifyBodies(keys, SCOPES);
+  return runVerifyLoad({ baseUrl, bodies, requests: bodies.length, connections: 4, streams: 16, expected: VerifyCode.VALID });
+}
+
+/** Every key checked once through ext_authz (an Envoy-shaped CheckRequest), each answer checked allowed. */
+function checkFill(baseUrl: string, keys: string[]): Promise<Http2LoadResult> {
+  const bodies = keys.map((key) => checkBody(key, SCOPES));
+  return runHttp2Load({
+    baseUrl,
+    path: CHECK_PATH,
+    headers: { ...GRPC_HEADERS },
+    bodies,
+    requests: bodies.length,
+    connections: 4,
+    streams: 16,
+    check: grpcAnswer((payload) => {
+      const outcome = checkOutcome(fromBinary(CheckResponseSchema, payload));
+      return outcome === "allowed" ? undefined : `answer ${outcome}, not allowed`;
+    }),
+  });
 }
 
 /** Waits until every counted use is written behind (usage pending 0 on /metrics). */
@@ -132,7 +167,7 @@ async function main(): Promise<void> {
   const keys = Array.from({ length: SETTINGS.keys }, () => generateKey());
   const servers: ChildServer[] = [];
   let cleanup = async () => {};
-  const report: Partial<MemoryProbeReport> = { source, database: SETTINGS.database, keys: SETTINGS.keys, nodeArgs: SETTINGS.nodeArgs };
+  const report: Partial<MemoryProbeReport> = { source, database: SETTINGS.database, rpc: SETTINGS.rpc, keys: SETTINGS.keys, nodeArgs: SETTINGS.nodeArgs };
   const work = mkdtempSync(join(tmpdir(), "keyward-memory-"));
   try {
     let databaseUrl: string;
@@ -152,17 +187,16 @@ async function main(): Promise<void> {
     }
     log(`${SETTINGS.database}: ${SETTINGS.keys} keys seeded in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
 
-    const kw = await startKeywardProcess({
-      env: {
-        KEYWARD_ADMIN_TOKEN: "bench-admin-token-0123456789abcdef",
-        KEYWARD_DATABASE_URL: databaseUrl,
-        // As in the bench: no entry expires while it is measured.
-        KEYWARD_CACHE_TTL_SECONDS: "3600",
-        KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: "3600",
-        ...SETTINGS.keywardEnv,
-      },
-      nodeArgs: [...SETTINGS.nodeArgs, "--inspect=127.0.0.1:0"],
-    });
+    const keywardEnv = {
+      KEYWARD_ADMIN_TOKEN: "bench-admin-token-0123456789abcdef",
+      KEYWARD_DATABASE_URL: databaseUrl,
+      // As in the bench: no entry expires while it is measured.
+      KEYWARD_CACHE_TTL_SECONDS: "3600",
+      KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: "3600",
+      ...SETTINGS.keywardEnv,
+    };
+    const start = () => startKeywardProcess({ env: keywardEnv, nodeArgs: [...SETTINGS.nodeArgs, "--inspect=127.0.0.1:0"] });
+    const kw = await start();
     servers.push(kw);
     const inspector = inspectorUrl(kw.output());
     if (!inspector) throw new Error(`no inspector URL in keyward's output:\n${kw.output()}`);
@@ -171,32 +205,45 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     report.fresh = await stage(kw, inspector, false);
     report.freshGc = await stage(kw, inspector, true);
-    const snapshotDir = join(resultsDir, "tmp");
-    let before: Map<string, HeapGroup> | undefined;
-    if (SETTINGS.snapshot) {
-      mkdirSync(snapshotDir, { recursive: true });
-      await writeHeapSnapshot(inspector, join(snapshotDir, "memory-fresh.heapsnapshot"));
-      before = summarizeHeapSnapshot(join(snapshotDir, "memory-fresh.heapsnapshot"));
-    }
 
-    const bodies = verifyBodies(keys.map((k) => k.key), SCOPES);
-    const fill = await runVerifyLoad({ baseUrl, bodies, requests: bodies.length, connections: 4, streams: 16, expected: VerifyCode.VALID });
+    const fill = SETTINGS.rpc === "check" ? await checkFill(baseUrl, keys.map((k) => k.key)) : await verifyFill(baseUrl, keys.map((k) => k.key));
     const problems = loadProblems(fill);
     if (problems.length > 0) throw new Error(`cache fill: ${problems.join("; ")}`);
     report.fillRps = fill.rps;
     await usageFlushed(baseUrl, 120_000);
-    log(`cached ${bodies.length} keys at ${Math.round(fill.rps)} misses/s; usage written behind`);
+    log(`cached ${keys.length} keys (${SETTINGS.rpc}) at ${Math.round(fill.rps)} misses/s; usage written behind`);
     report.cached = await stage(kw, inspector, false);
+    await new Promise((r) => setTimeout(r, SETTINGS.idleSeconds * 1000));
+    report.cachedIdle = await stage(kw, inspector, false);
     report.cachedGc = await stage(kw, inspector, true);
     report.liveHeapPerKey = (report.cachedGc.self.heapUsed - report.freshGc.self.heapUsed) / SETTINGS.keys;
-    if (before) {
+    if (SETTINGS.snapshot) {
+      // Only after every reading: writing a snapshot allocates ~3× the heap in C++ structures, which
+      // the C allocator then keeps (it added ~100 MiB to RSS). The fresh side comes from a second,
+      // idle keyward with the same configuration.
+      const snapshotDir = join(resultsDir, "tmp");
+      mkdirSync(snapshotDir, { recursive: true });
       await writeHeapSnapshot(inspector, join(snapshotDir, "memory-cached.heapsnapshot"));
-      const groups = diffHeapSummaries(before, summarizeHeapSnapshot(join(snapshotDir, "memory-cached.heapsnapshot")));
+      // One at a time: a SQLite database admits one keyward.
+      if ((await kw.stop()) !== 0) throw new Error("keyward did not exit 0");
+      servers.length = 0;
+      const idle = await start();
+      servers.push(idle);
+      await new Promise((r) => setTimeout(r, 1000));
+      await writeHeapSnapshot(inspectorUrl(idle.output())!, join(snapshotDir, "memory-fresh.heapsnapshot"));
+      await idle.stop();
+      servers.splice(servers.indexOf(idle), 1);
+      const groups = diffHeapSummaries(
+        summarizeHeapSnapshot(join(snapshotDir, "memory-fresh.heapsnapshot")),
+        summarizeHeapSnapshot(join(snapshotDir, "memory-cached.heapsnapshot")),
+      );
       report.snapshot = { perKey: groups.reduce((sum, g) => sum + g.selfBytes, 0) / SETTINGS.keys, groups: groups.slice(0, 30) };
     }
-    const code = await kw.stop();
-    servers.length = 0;
-    if (code !== 0) throw new Error(`keyward exited with ${code}`);
+    if (servers.includes(kw)) {
+      const code = await kw.stop();
+      servers.length = 0;
+      if (code !== 0) throw new Error(`keyward exited with ${code}`);
+    }
     if (SETTINGS.modules) report.modules = moduleCosts();
   } finally {
     for (const s of servers) await s.stop();
@@ -207,8 +254,11 @@ async function main(): Promise<void> {
   const markdown = render(full);
   process.stdout.write(`\n${markdown}\n`);
   mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(join(resultsDir, "memory-latest.md"), markdown + "\n");
-  writeFileSync(join(resultsDir, "memory-latest.json"), JSON.stringify(full, null, 2) + "\n");
+  // Also by database and RPC, so the variants' latest results sit side by side.
+  for (const name of ["memory-latest", `memory-${full.database}-${full.rpc}`]) {
+    writeFileSync(join(resultsDir, `${name}.md`), markdown + "\n");
+    writeFileSync(join(resultsDir, `${name}.json`), JSON.stringify(full, null, 2) + "\n");
+  }
 }
 
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)}`;
@@ -218,15 +268,16 @@ function render(r: MemoryProbeReport): string {
     ["fresh", r.fresh],
     ["fresh, after GC", r.freshGc],
     [`${r.keys.toLocaleString("en-US")} keys cached`, r.cached],
-    [`${r.keys.toLocaleString("en-US")} keys cached, after GC`, r.cachedGc],
+    [`idle ${SETTINGS.idleSeconds} s`, r.cachedIdle],
+    [`after a full GC`, r.cachedGc],
   ];
   const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
   const lines = [
     `# keyward memory probe`,
     ``,
-    `${r.source}; ${r.database}; node ${process.version}${r.nodeArgs.length ? `; node flags ${r.nodeArgs.join(" ")}` : ""}; cache filled at ${Math.round(r.fillRps)} misses/s.`,
+    `${r.source}; ${r.database}; filled through ${r.rpc}; node ${process.version}${r.nodeArgs.length ? `; node flags ${r.nodeArgs.join(" ")}` : ""}; cache filled at ${Math.round(r.fillRps)} misses/s.`,
     ``,
-    `**RSS with ${r.keys.toLocaleString("en-US")} cached keys: ${mib(r.cached.rss)} MiB as it stands (${(r.cached.rss / 1e6).toFixed(1)} MB), ${mib(r.cachedGc.rss)} MiB after a full GC; live heap ${r.liveHeapPerKey.toFixed(0)} bytes per key.**`,
+    `**RSS with ${r.keys.toLocaleString("en-US")} cached keys: ${mib(r.cached.rss)} MiB as it stands right after caching them (${(r.cached.rss / 1e6).toFixed(1)} MB), ${mib(r.cachedIdle.rss)} MiB ${SETTINGS.idleSeconds} s later (${(r.cachedIdle.rss / 1e6).toFixed(1)} MB), ${mib(r.cachedGc.rss)} MiB after a full GC (${(r.cachedGc.rss / 1e6).toFixed(1)} MB); live heap ${r.liveHeapPerKey.toFixed(0)} bytes per key.**`,
     ``,
     `MiB | ${stages.map(([name]) => name).join(" | ")}`,
     `--- | ${stages.map(() => "---:").join(" | ")}`,
@@ -252,7 +303,7 @@ function render(r: MemoryProbeReport): string {
   if (r.snapshot) {
     lines.push(
       ``,
-      `Heap snapshot diff (cached − fresh, self sizes; snapshots GC first): ${r.snapshot.perKey.toFixed(0)} bytes per key.`,
+      `Heap snapshot diff (this keyward with the keys cached − a fresh idle one, self sizes; snapshots GC first): ${r.snapshot.perKey.toFixed(0)} bytes per key.`,
       ``,
       row(["what", "count", "per key", "bytes per key", "MiB"]),
       row(["---", "---:", "---:", "---:", "---:"]),

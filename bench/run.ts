@@ -22,6 +22,7 @@ import { median } from "./lib/stats.js";
 import { loadProblems, malformedFrom, runVerifyLoad, verifyBodies } from "./lib/verify-load.js";
 import { verifyBody } from "./lib/requests.js";
 import { collectGarbage, inspectorUrl } from "./lib/inspector.js";
+import { residentByKind } from "./lib/memory-maps.js";
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const SETTINGS = {
@@ -192,10 +193,13 @@ async function main(): Promise<void> {
       log(`  cache miss counted: ${counts.keyLookups} lookups for ${requests} misses`);
     }
 
-    // --- Memory after caching 100k keys: RSS as it stands, then after a full GC.
+    // --- Memory after caching 100k keys: RSS as it stands, then after a full GC (bench/memory.ts,
+    // `npm run bench:memory`, takes the same readings apart in a minute, without the 1M rows).
     const inspector = inspectorUrl(kw.output());
     const gcBefore = inspector ? await collectGarbage(inspector) : undefined;
+    await new Promise((r) => setTimeout(r, 1000));
     const rssBefore = processMemory(kw.pid);
+    const mapsBefore = residentByKind(kw.pid);
     const cachedBodies = verifyBodies(realKeys.slice(0, SETTINGS.cachedKeys).map((k) => k.key), SCOPES);
     const fill = await runVerifyLoad({ baseUrl: kwUrl, bodies: cachedBodies, requests: cachedBodies.length, connections: 4, streams: 16, expected: VerifyCode.VALID });
     fail("cache fill", loadProblems(fill));
@@ -204,12 +208,22 @@ async function main(): Promise<void> {
     const flushWrites = await quietWrites(counter, 6_000, 180_000);
     const flushSeconds = (Date.now() - flushStart) / 1000 - 6;
     const rssAfter = processMemory(kw.pid);
+    const mapsAfter = residentByKind(kw.pid);
     const gcAfter = inspector ? await collectGarbage(inspector) : undefined;
+    // V8 unmaps the pages a GC freed on a background thread: read RSS once that is done.
+    await new Promise((r) => setTimeout(r, 1000));
     const rssAfterGc = processMemory(kw.pid);
+    const mapsAfterGc = residentByKind(kw.pid);
     memory = {
       rssBeforeMiB: rssBefore.rss / 2 ** 20,
       rssAfterMiB: rssAfter.rss / 2 ** 20,
       rssAfterGcMiB: rssAfterGc.rss / 2 ** 20,
+      fileBackedMiB: { before: mapsBefore.file / 2 ** 20, after: mapsAfter.file / 2 ** 20, afterGc: mapsAfterGc.file / 2 ** 20 },
+      mallocMiB: {
+        before: (mapsBefore.brk + mapsBefore.mallocArenas) / 2 ** 20,
+        after: (mapsAfter.brk + mapsAfter.mallocArenas) / 2 ** 20,
+        afterGc: (mapsAfterGc.brk + mapsAfterGc.mallocArenas) / 2 ** 20,
+      },
       hwmMiB: rssAfterGc.hwm / 2 ** 20,
       heapBeforeMiB: gcBefore ? gcBefore.usedBytes / 2 ** 20 : NaN,
       heapAfterMiB: gcAfter ? gcAfter.usedBytes / 2 ** 20 : NaN,

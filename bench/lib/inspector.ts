@@ -139,3 +139,44 @@ export function writeHeapSnapshot(url: string, file: string): Promise<void> {
     await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
   });
 }
+
+/** Evaluates an expression in the child's main context and returns its (JSON-able) value. */
+export function evaluate<T>(url: string, expression: string): Promise<T> {
+  return withSession(url, async (s) => {
+    const { result, exceptionDetails } = (await s.call("Runtime.evaluate", { expression, returnByValue: true })) as {
+      result: { value: T };
+      exceptionDetails?: { text: string };
+    };
+    if (exceptionDetails) throw new Error(`evaluate: ${exceptionDetails.text}`);
+    return result.value;
+  });
+}
+
+export interface GcTotals {
+  /** Young-generation collections and their main-thread time, µs (v8.GCProfiler). */
+  scavenges: number;
+  scavengeUs: number;
+  /** Full (mark-compact) collections; their time includes the incremental marking steps before them. */
+  markCompacts: number;
+  markCompactUs: number;
+}
+
+/** Starts counting the child's garbage collections (v8.GCProfiler); read and stop with stopGcProfile. */
+export function startGcProfile(url: string): Promise<void> {
+  return evaluate(url, `(() => { globalThis.__benchGc = new (process.getBuiltinModule("v8").GCProfiler)(); globalThis.__benchGc.start(); })()`);
+}
+
+export function stopGcProfile(url: string): Promise<GcTotals> {
+  return evaluate<GcTotals>(
+    url,
+    `(() => {
+      const { statistics } = globalThis.__benchGc.stop();
+      const t = { scavenges: 0, scavengeUs: 0, markCompacts: 0, markCompactUs: 0 };
+      for (const g of statistics) {
+        if (g.gcType === "Scavenge" || g.gcType === "MinorMarkSweep") { t.scavenges++; t.scavengeUs += g.cost; }
+        else { if (g.gcType === "MarkSweepCompact") t.markCompacts++; t.markCompactUs += g.cost; }
+      }
+      return t;
+    })()`,
+  );
+}

@@ -82,6 +82,10 @@ export interface BenchReport {
     rssBeforeMiB: number;
     rssAfterMiB: number;
     rssAfterGcMiB: number;
+    /** Resident pages mapped from files (the node binary, shared libraries): before, as it stands, after GC. */
+    fileBackedMiB?: { before: number; after: number; afterGc: number };
+    /** Resident C heap (glibc's brk heap and thread arenas). */
+    mallocMiB?: { before: number; after: number; afterGc: number };
     hwmMiB: number;
     /** Live JS heap after a full GC, before and after the fill. */
     heapBeforeMiB: number;
@@ -142,6 +146,12 @@ export function renderMarkdown(report: BenchReport): string {
     "| --- | ---: | ---: |",
     `| RSS (VmRSS) as it stands | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
     `| RSS right after a full GC | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
+    ...(report.memory.fileBackedMiB && report.memory.mallocMiB
+      ? [
+          `| of that RSS: mapped files (node binary, libraries), as it stands / after GC | ${report.memory.fileBackedMiB.before.toFixed(1)} MiB | ${report.memory.fileBackedMiB.after.toFixed(1)} / ${report.memory.fileBackedMiB.afterGc.toFixed(1)} MiB |`,
+          `| of that RSS: C heap (malloc), as it stands / after GC | ${report.memory.mallocMiB.before.toFixed(1)} MiB | ${report.memory.mallocMiB.after.toFixed(1)} / ${report.memory.mallocMiB.afterGc.toFixed(1)} MiB |`,
+        ]
+      : []),
     `| live JS heap after a full GC | ${report.memory.heapBeforeMiB.toFixed(1)} MiB | ${report.memory.heapAfterMiB.toFixed(1)} MiB (${(((report.memory.heapAfterMiB - report.memory.heapBeforeMiB) * 2 ** 20) / report.memory.cachedKeys).toFixed(0)} bytes per key) |`,
     "",
     `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it.`,

@@ -2,6 +2,7 @@
 // so `--help` and usage errors answer without loading the server or the ORM.
 import { DEFAULT_LIST_LIMIT, EXIT } from "./args.js";
 import type { CommandSpec } from "./command.js";
+import { applyV8Flags, DEFAULT_V8_FLAGS } from "../v8-flags.js";
 
 const JSON_OPTION = "  --json                 print one JSON object instead of text";
 const TENANT_OPTION = "  --tenant T             the tenant (required)";
@@ -14,10 +15,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     help: `Runs keyward: migrates the database, then serves every protocol on KEYWARD_LISTEN until
 SIGTERM or SIGINT, on which it drains and exits 0. The same as \`node dist/main.js\`.
 With KEYWARD_WORKERS > 1 it forks that many worker processes (PostgreSQL only).
+It runs with the V8 heap flags of KEYWARD_V8_FLAGS (default: ${DEFAULT_V8_FLAGS.join(" ")}).
 Exits 2 on an invalid configuration and 1 when it cannot start.`,
     options: {},
     positionals: [0, 0],
     run: async (input) => {
+      // Re-executes with the V8 flags first (see v8-flags.ts), before the server is loaded.
+      applyV8Flags();
       const { serve } = await import("./serve.js");
       await serve({ configFile: input.configFile });
       return undefined;

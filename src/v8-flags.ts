@@ -1,0 +1,52 @@
+// The V8 heap settings the server runs with. V8 sizes its heap only at
+// start-up, so `keyward serve` and dist/main.js re-execute themselves with
+// these flags before loading anything else (process.execve: the same process
+// and pid, so supervisors and signals see no difference), whichever way they
+// were started: npm start, the Docker image, the `keyward` bin, node:cluster
+// workers (they inherit the flags and need no re-exec).
+//
+// Measured with `npm run bench:memory` and `npm run bench:flags` (see
+// bench/README.md): under load V8 lets the young generation grow to 2 × 64
+// MiB, most of it garbage, so RSS right after caching 100k keys was ~400 MiB
+// around ~150 MiB of live data. A 2 × 8 MiB young generation took ~100-200
+// MiB off RSS under load; CPU per cache hit stayed within the run-to-run
+// noise (medians lower in most of four interleaved runs), while V8's own GC
+// time per call rose ~0.5-1 µs of ~60-90 (more, smaller scavenges copying
+// the same in-flight requests). 2 × 4 MiB cost ~2 µs: not worth its few MiB.
+// --heap-growing-percent=50 saved more (old-space garbage) but ran five
+// times as many full GCs under a hit load, ~30% more CPU per Check: not
+// shipped.
+export const DEFAULT_V8_FLAGS: readonly string[] = ["--max-semi-space-size=8"];
+
+/** KEYWARD_V8_FLAGS replaces the defaults ("" runs with V8's own); flags given to node itself always win. */
+export function v8FlagsToAdd(env: Record<string, string | undefined>, execArgv: readonly string[]): string[] {
+  const raw = env.KEYWARD_V8_FLAGS;
+  const wanted = raw === undefined ? DEFAULT_V8_FLAGS : raw.split(/\s+/).filter(Boolean);
+  for (const flag of wanted) {
+    if (!/^--[a-z0-9][a-z0-9_-]*(=\S+)?$/i.test(flag)) throw new TypeError(`KEYWARD_V8_FLAGS: "${flag}" is not a --flag or --flag=value`);
+  }
+  // NODE_OPTIONS and the command line may name a flag with _ or -.
+  const name = (flag: string) => flag.split("=", 1)[0]!.replace(/_/g, "-");
+  const given = new Set([...execArgv, ...(env.NODE_OPTIONS?.split(/\s+/) ?? [])].filter((a) => a.startsWith("--")).map(name));
+  return wanted.filter((flag) => !given.has(name(flag)));
+}
+
+/**
+ * Re-executes this process with the flags it still lacks; returns when there
+ * are none (or the platform cannot re-execute: then V8's defaults apply).
+ */
+export function applyV8Flags(): void {
+  let add: string[];
+  try {
+    add = v8FlagsToAdd(process.env, process.execArgv);
+  } catch (error) {
+    process.stderr.write(`keyward: invalid configuration: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  if (add.length === 0 || typeof process.execve !== "function") return;
+  try {
+    process.execve(process.execPath, [process.execPath, ...add, ...process.execArgv, ...process.argv.slice(1)], process.env);
+  } catch {
+    // Not supported here (Windows): run with V8's defaults.
+  }
+}
