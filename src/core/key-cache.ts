@@ -1,8 +1,9 @@
 // The verification cache: key digest → CachedKey (a hit) or null (a remembered
 // miss). Keys are SHA-256 digests as 32-character latin1 strings (see
 // createKeyHasher), half the heap of the stored 64-character hex; storage and
-// the change feed speak hex, converted here on a miss and on a change. Positive and negative entries live in separate LRUs so a flood of
-// unknown keys can only churn the negative side, never evict hot keys.
+// the change feed speak hex, converted here on a miss and on a change.
+// Positive and negative entries live in separate LRUs so a flood of unknown
+// keys can only churn the negative side, never evict hot keys.
 // Concurrent misses for one hash share one load. While storage is failing, a
 // key whose entry went stale is still answered from it for a bounded window
 // (stale-if-error); unknown keys never are: misses fail closed.

@@ -200,11 +200,16 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
   const keyByHashSql = `select ${KEY_COLUMNS} from \`api_keys\` where \`hash\` = ?`;
   let sqliteStatement: Promise<SqliteStatement> | undefined;
   const sqliteLookup = async (hash: string): Promise<KeyRecord | null> => {
-    sqliteStatement ??= (orm.em.getConnection() as unknown as { getNativeClient(): Promise<SqliteNative> })
-      .getNativeClient()
-      .then((db) => db.prepare(keyByHashSql));
-    // A failed prepare (tables not there yet) is tried again next time.
-    sqliteStatement.catch(() => (sqliteStatement = undefined));
+    if (sqliteStatement === undefined) {
+      const prepared = (orm.em.getConnection() as unknown as { getNativeClient(): Promise<SqliteNative> })
+        .getNativeClient()
+        .then((db) => db.prepare(keyByHashSql));
+      // A failed prepare (tables not there yet) is tried again next time.
+      prepared.catch(() => {
+        if (sqliteStatement === prepared) sqliteStatement = undefined;
+      });
+      sqliteStatement = prepared;
+    }
     options.debugQueries?.(keyByHashSql);
     const row = (await sqliteStatement).get(hash);
     return row ? keyRecordFromRow(row) : null;

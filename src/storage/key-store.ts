@@ -10,13 +10,6 @@ import type { SqlEntityManager, SqlOrm } from "./orm-types.js";
 import { toKeyRecord } from "./records.js";
 import { guarded } from "./storage-errors.js";
 
-// Written by hand so the increment and the max() happen in the database, not
-// read-modify-write in JS: concurrent flushes from several instances add up.
-const ADD_USAGE_SQL =
-  "update api_keys set request_count = request_count + ?, " +
-  "last_used_at = case when last_used_at is null or last_used_at < ? then ? else last_used_at end " +
-  "where id = ?";
-
 const PATCH_FIELDS = [
   "name",
   "nameAr",
@@ -63,7 +56,7 @@ export interface KeyStoreOptions {
    * network; on SQLite a native statement each, whose memory piled up until
    * GC (a flush after 100k cache misses left ~100 MiB in the C heap).
    */
-  batchedUsage?: "postgresql" | "sqlite";
+  batchedUsage: "postgresql" | "sqlite";
   /**
    * The Verify cache-miss lookup without the ORM: on PostgreSQL one plain
    * parameterised query on the pool (through the ORM the same lookup costs
@@ -77,6 +70,8 @@ export interface KeyStoreOptions {
 // 500 keys × 3 parameters stays below PostgreSQL's 65,535 and SQLite's 32,766 bind parameters.
 const USAGE_CHUNK = 500;
 
+// Written by hand so the increment and the max() happen in the database, not
+// read-modify-write in JS: concurrent flushes from several instances add up.
 function batchedUsageSql(dialect: "postgresql" | "sqlite", rows: number): string {
   if (dialect === "sqlite") {
     // SQLite names VALUES columns column1..3; times are epoch ms there.
@@ -95,7 +90,7 @@ function batchedUsageSql(dialect: "postgresql" | "sqlite", rows: number): string
   );
 }
 
-export function createKeyStore(orm: SqlOrm, options: KeyStoreOptions = {}): KeyStore {
+export function createKeyStore(orm: SqlOrm, options: KeyStoreOptions): KeyStore {
   const notify = options.notifyChanges ?? (async () => {});
   return {
     findByHash(hash) {
@@ -193,16 +188,10 @@ export function createKeyStore(orm: SqlOrm, options: KeyStoreOptions = {}): KeyS
         const merged = mergeDeltas(deltas);
         await orm.em.fork().transactional(async (em) => {
           const dialect = options.batchedUsage;
-          if (dialect) {
-            const at = dialect === "sqlite" ? (d: UsageDelta) => d.lastUsedAt.getTime() : (d: UsageDelta) => d.lastUsedAt;
-            for (let i = 0; i < merged.length; i += USAGE_CHUNK) {
-              const chunk = merged.slice(i, i + USAGE_CHUNK);
-              await em.execute(batchedUsageSql(dialect, chunk.length), chunk.flatMap((d) => [d.id, d.count, at(d)]), "run");
-            }
-            return;
-          }
-          for (const delta of merged) {
-            await em.execute(ADD_USAGE_SQL, [delta.count, delta.lastUsedAt, delta.lastUsedAt, delta.id], "run");
+          const at = dialect === "sqlite" ? (d: UsageDelta) => d.lastUsedAt.getTime() : (d: UsageDelta) => d.lastUsedAt;
+          for (let i = 0; i < merged.length; i += USAGE_CHUNK) {
+            const chunk = merged.slice(i, i + USAGE_CHUNK);
+            await em.execute(batchedUsageSql(dialect, chunk.length), chunk.flatMap((d) => [d.id, d.count, at(d)]), "run");
           }
         });
       });
