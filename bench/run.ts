@@ -82,6 +82,7 @@ async function main(): Promise<void> {
   const queries: QueryRow[] = [];
   const workerRows: ThroughputRow[] = [];
   let memory: BenchReport["memory"] | undefined;
+  let gcFresh: Awaited<ReturnType<typeof collectGarbage>> | undefined;
 
   try {
     // --- Data: schema, then 1M rows (real keys' hashes + filler) in bulk.
@@ -111,7 +112,10 @@ async function main(): Promise<void> {
       KEYWARD_CACHE_TTL_SECONDS: String(SETTINGS.cacheTtlSeconds),
       KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: String(SETTINGS.cacheTtlSeconds),
     };
-    // --inspect (idle, loopback) only so the bench can ask for a full GC before reading memory.
+    // --inspect (idle, loopback) only so the bench can ask for a full GC before reading memory,
+    // at the end of the run: a forced full GC left keyward ~13-15% slower for the rest of its
+    // life (Health/Check, measured on an idle machine; not so after V8's own GCs), so no
+    // throughput row may run after one.
     const kw = await startKeywardProcess({ env: { ...keywardEnv, KEYWARD_DATABASE_URL: counter.relayUrl(db.url) }, cpus: serverCpus, nodeArgs: ["--inspect=127.0.0.1:0"] });
     servers.push(kw);
     const ceilingUrl = `http://127.0.0.1:${ceiling.port}`;
@@ -143,8 +147,11 @@ async function main(): Promise<void> {
     ];
     let coldOffset = 0;
     {
-      const direct = await startKeywardProcess({ env: { ...keywardEnv, KEYWARD_DATABASE_URL: db.url }, cpus: serverCpus });
+      const direct = await startKeywardProcess({ env: { ...keywardEnv, KEYWARD_DATABASE_URL: db.url }, cpus: serverCpus, nodeArgs: ["--inspect=127.0.0.1:0"] });
       servers.push(direct);
+      // A fresh keyward's live heap (the main one must not be forced to GC before its rows).
+      const directInspector = inspectorUrl(direct.output());
+      gcFresh = directInspector ? await collectGarbage(directInspector) : undefined;
       for (const { streams, requests } of coldRuns) {
         const result = await runVerifyLoad({ baseUrl: `http://127.0.0.1:${direct.port}`, bodies: coldBodies, offset: coldOffset, requests, connections: 1, streams, expected: VerifyCode.VALID });
         coldOffset += requests;
@@ -193,11 +200,9 @@ async function main(): Promise<void> {
       log(`  cache miss counted: ${counts.keyLookups} lookups for ${requests} misses`);
     }
 
-    // --- Memory after caching 100k keys: RSS as it stands, then after a full GC (bench/memory.ts,
-    // `npm run bench:memory`, takes the same readings apart in a minute, without the 1M rows).
-    const inspector = inspectorUrl(kw.output());
-    const gcBefore = inspector ? await collectGarbage(inspector) : undefined;
-    await new Promise((r) => setTimeout(r, 1000));
+    // --- Memory after caching 100k keys: RSS as it stands now; after a full GC at the end of
+    // the run (bench/memory.ts, `npm run bench:memory`, takes the same readings apart in a
+    // minute, without the 1M rows).
     const rssBefore = processMemory(kw.pid);
     const mapsBefore = residentByKind(kw.pid);
     const cachedBodies = verifyBodies(realKeys.slice(0, SETTINGS.cachedKeys).map((k) => k.key), SCOPES);
@@ -209,29 +214,7 @@ async function main(): Promise<void> {
     const flushSeconds = (Date.now() - flushStart) / 1000 - 6;
     const rssAfter = processMemory(kw.pid);
     const mapsAfter = residentByKind(kw.pid);
-    const gcAfter = inspector ? await collectGarbage(inspector) : undefined;
-    // V8 unmaps the pages a GC freed on a background thread: read RSS once that is done.
-    await new Promise((r) => setTimeout(r, 1000));
-    const rssAfterGc = processMemory(kw.pid);
-    const mapsAfterGc = residentByKind(kw.pid);
-    memory = {
-      rssBeforeMiB: rssBefore.rss / 2 ** 20,
-      rssAfterMiB: rssAfter.rss / 2 ** 20,
-      rssAfterGcMiB: rssAfterGc.rss / 2 ** 20,
-      fileBackedMiB: { before: mapsBefore.file / 2 ** 20, after: mapsAfter.file / 2 ** 20, afterGc: mapsAfterGc.file / 2 ** 20 },
-      mallocMiB: {
-        before: (mapsBefore.brk + mapsBefore.mallocArenas) / 2 ** 20,
-        after: (mapsAfter.brk + mapsAfter.mallocArenas) / 2 ** 20,
-        afterGc: (mapsAfterGc.brk + mapsAfterGc.mallocArenas) / 2 ** 20,
-      },
-      hwmMiB: rssAfterGc.hwm / 2 ** 20,
-      heapBeforeMiB: gcBefore ? gcBefore.usedBytes / 2 ** 20 : NaN,
-      heapAfterMiB: gcAfter ? gcAfter.usedBytes / 2 ** 20 : NaN,
-      cachedKeys: cachedBodies.length,
-      fillRps: fill.rps,
-      usageFlush: { writes: flushWrites, seconds: flushSeconds },
-    };
-    log(`  RSS ${memory.rssBeforeMiB.toFixed(1)} → ${memory.rssAfterMiB.toFixed(1)} MiB (${memory.rssAfterGcMiB.toFixed(1)} after GC; heap ${memory.heapBeforeMiB.toFixed(1)} → ${memory.heapAfterMiB.toFixed(1)} MiB) for ${cachedBodies.length} keys; usage flush ${flushWrites} writes in ${flushSeconds.toFixed(1)} s`);
+    log(`  RSS ${(rssBefore.rss / 2 ** 20).toFixed(1)} → ${(rssAfter.rss / 2 ** 20).toFixed(1)} MiB for ${cachedBodies.length} keys; usage flush ${flushWrites} writes in ${flushSeconds.toFixed(1)} s`);
 
     // --- h2load scenarios: warm-up/calibration, then interleaved rounds.
     const runs = new Map<ScenarioId, ScenarioRun[]>();
@@ -417,6 +400,33 @@ async function main(): Promise<void> {
       fail("cached keys after the flood", p);
       queries.push(queryRow("hot key + 5,000 least recently used cached keys, right after the flood", counts, r.requests));
     }
+
+    // --- Memory after a full GC, now that no row runs on this keyward any more.
+    const inspector = inspectorUrl(kw.output());
+    const gcAfter = inspector ? await collectGarbage(inspector) : undefined;
+    // V8 unmaps the pages a GC freed on a background thread: read RSS once that is done.
+    await new Promise((r) => setTimeout(r, 1000));
+    const rssAfterGc = processMemory(kw.pid);
+    const mapsAfterGc = residentByKind(kw.pid);
+    memory = {
+      rssBeforeMiB: rssBefore.rss / 2 ** 20,
+      rssAfterMiB: rssAfter.rss / 2 ** 20,
+      rssAfterGcMiB: rssAfterGc.rss / 2 ** 20,
+      fileBackedMiB: { before: mapsBefore.file / 2 ** 20, after: mapsAfter.file / 2 ** 20, afterGc: mapsAfterGc.file / 2 ** 20 },
+      mallocMiB: {
+        before: (mapsBefore.brk + mapsBefore.mallocArenas) / 2 ** 20,
+        after: (mapsAfter.brk + mapsAfter.mallocArenas) / 2 ** 20,
+        afterGc: (mapsAfterGc.brk + mapsAfterGc.mallocArenas) / 2 ** 20,
+      },
+      hwmMiB: rssAfterGc.hwm / 2 ** 20,
+      heapBeforeMiB: gcFresh ? gcFresh.usedBytes / 2 ** 20 : NaN,
+      heapAfterMiB: gcAfter ? gcAfter.usedBytes / 2 ** 20 : NaN,
+      cachedKeys: cachedBodies.length,
+      negativeKeys: SETTINGS.unknownKeys,
+      fillRps: fill.rps,
+      usageFlush: { writes: flushWrites, seconds: flushSeconds },
+    };
+    log(`  after a full GC: RSS ${memory.rssAfterGcMiB.toFixed(1)} MiB, heap ${memory.heapBeforeMiB.toFixed(1)} (fresh) → ${memory.heapAfterMiB.toFixed(1)} MiB`);
 
     // --- Stop: the drain must exit 0 (and writes usage behind).
     const code = await kw.stop();

@@ -87,10 +87,16 @@ export interface BenchReport {
     /** Resident C heap (glibc's brk heap and thread arenas). */
     mallocMiB?: { before: number; after: number; afterGc: number };
     hwmMiB: number;
-    /** Live JS heap after a full GC, before and after the fill. */
+    /**
+     * Live JS heap after a full GC: a fresh keyward's (the second process, before its first
+     * call) and the main one's at the end of the run (every throughput row done: a forced
+     * GC slows a process for good), holding the cached keys and the negative entries.
+     */
     heapBeforeMiB: number;
     heapAfterMiB: number;
     cachedKeys: number;
+    /** Unknown keys remembered (negative cache) when the after-GC readings are taken. */
+    negativeKeys?: number;
     fillRps: number;
     /** The usage write-behind of the fill: statements and how long they took. */
     usageFlush: { writes: number; seconds: number };
@@ -145,16 +151,16 @@ export function renderMarkdown(report: BenchReport): string {
     `| keyward process | before | after verifying ${int(report.memory.cachedKeys)} distinct keys |`,
     "| --- | ---: | ---: |",
     `| RSS (VmRSS) as it stands | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
-    `| RSS right after a full GC | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
+    `| RSS right after a full GC (at the end of the run) | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
     ...(report.memory.fileBackedMiB && report.memory.mallocMiB
       ? [
           `| of that RSS: mapped files (node binary, libraries), as it stands / after GC | ${report.memory.fileBackedMiB.before.toFixed(1)} MiB | ${report.memory.fileBackedMiB.after.toFixed(1)} / ${report.memory.fileBackedMiB.afterGc.toFixed(1)} MiB |`,
           `| of that RSS: C heap (malloc), as it stands / after GC | ${report.memory.mallocMiB.before.toFixed(1)} MiB | ${report.memory.mallocMiB.after.toFixed(1)} / ${report.memory.mallocMiB.afterGc.toFixed(1)} MiB |`,
         ]
       : []),
-    `| live JS heap after a full GC | ${report.memory.heapBeforeMiB.toFixed(1)} MiB | ${report.memory.heapAfterMiB.toFixed(1)} MiB (${(((report.memory.heapAfterMiB - report.memory.heapBeforeMiB) * 2 ** 20) / report.memory.cachedKeys).toFixed(0)} bytes per key) |`,
+    `| live JS heap after a full GC (before: a fresh keyward; after: at the end of the run${report.memory.negativeKeys ? `, also holding ${int(report.memory.negativeKeys)} unknown keys` : ""}) | ${report.memory.heapBeforeMiB.toFixed(1)} MiB | ${report.memory.heapAfterMiB.toFixed(1)} MiB (${(((report.memory.heapAfterMiB - report.memory.heapBeforeMiB) * 2 ** 20) / report.memory.cachedKeys).toFixed(0)} bytes per key) |`,
     "",
-    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it.`,
+    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it. The after-GC readings come last: a forced full GC left keyward ~13–15% slower for the rest of the process (on an idle machine), so no throughput row runs after one.`,
     "",
     "## Database statements (counted on the wire between keyward and PostgreSQL)",
     "",
