@@ -9,9 +9,11 @@
 // BENCH_FLAG_SETS: flag sets separated by ";", each passed as KEYWARD_V8_FLAGS
 // ("" = V8's own defaults); the word `keyward` stands for keyward's default
 // (KEYWARD_V8_FLAGS unset). Default: "keyward;" (keyward's flags vs none).
+// BENCH_BASELINE: another checkout (its built dist/) whose keyward runs every
+// flag set too, interleaved the same way: an A/B of two builds.
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createKeyHasher, generateKey } from "../src/core/key-format.js";
 import { VerifyCode } from "../src/gen/keyward/v1/keys_pb.js";
@@ -30,6 +32,7 @@ const SETTINGS = {
   rounds: env("BENCH_ROUNDS", 5),
   requests: env("BENCH_REQUESTS", 200_000),
   sets: (process.env.BENCH_FLAG_SETS ?? "keyward;").split(";").map((s) => s.trim()),
+  baseline: process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined,
 };
 const ADMIN_TOKEN = "bench-admin-token-0123456789abcdef";
 const SCOPES = ["bench:read"];
@@ -39,6 +42,8 @@ const log = (line: string) => process.stdout.write(`[flags] ${line}\n`);
 
 interface SetRun {
   flags: string;
+  /** "baseline" for BENCH_BASELINE's build, else "" (this checkout). */
+  build: string;
   kw: ChildServer;
   baseUrl: string;
   scenarios: Scenario[];
@@ -66,7 +71,10 @@ async function main(): Promise<void> {
   const bodies = verifyBodies(keys.map((k) => k.key), SCOPES);
   const runs: SetRun[] = [];
   try {
-    for (const [i, flags] of SETTINGS.sets.entries()) {
+    const builds = SETTINGS.baseline ? [undefined, SETTINGS.baseline] : [undefined];
+    const sets = builds.flatMap((build) => SETTINGS.sets.map((flags) => ({ flags, build })));
+    for (const [i, { flags, build }] of sets.entries()) {
+      const tag = { flags, build: build ? "baseline" : "" };
       const db = join(work, `set-${i}.db`);
       copyFileSync(seed, db);
       const kw = await startKeywardProcess({
@@ -79,6 +87,7 @@ async function main(): Promise<void> {
         },
         cpus: serverCpus,
         nodeArgs: ["--inspect=127.0.0.1:0"],
+        main: build && join(build, "dist/main.js"),
       });
       const baseUrl = `http://127.0.0.1:${kw.port}`;
       const fill = await runVerifyLoad({ baseUrl, bodies, requests: bodies.length, connections: 4, streams: 16, expected: VerifyCode.VALID });
@@ -95,9 +104,9 @@ async function main(): Promise<void> {
         (s) => s.id === "verify-hit" || s.id === "check-hit",
       );
       const inspector = inspectorUrl(kw.output());
-      if (!inspector) throw new Error(`no inspector URL in keyward's output (${flags})`);
-      runs.push({ flags, kw, baseUrl, scenarios, admin, inspector, cpuPerCall: {}, gcPerCall: {}, fullGcs: {}, rps: {}, rss: 0, rssAfterGc: 0 });
-      log(`set ${JSON.stringify(flags)}: ${SETTINGS.keys} keys cached at ${Math.round(fill.rps)}/s; RSS ${(processMemory(kw.pid).rss / MiB).toFixed(1)} MiB`);
+      if (!inspector) throw new Error(`no inspector URL in keyward's output (${label(tag)})`);
+      runs.push({ ...tag, kw, baseUrl, scenarios, admin, inspector, cpuPerCall: {}, gcPerCall: {}, fullGcs: {}, rps: {}, rss: 0, rssAfterGc: 0 });
+      log(`set ${label(tag)}: ${SETTINGS.keys} keys cached at ${Math.round(fill.rps)}/s; RSS ${(processMemory(kw.pid).rss / MiB).toFixed(1)} MiB`);
     }
     const logFile = join(work, "h2load.log");
     // Warm-up: let V8 optimise each set's hot path before anything is measured.
@@ -123,7 +132,7 @@ async function main(): Promise<void> {
         }
         run.rss = processMemory(run.kw.pid).rss;
         log(
-          `round ${round} ${JSON.stringify(run.flags)}: ${run.scenarios
+          `round ${round} ${label(run)}: ${run.scenarios
             .map((s) => `${s.id} ${run.cpuPerCall[s.id]!.at(-1)!.toFixed(1)} µs/call (GC ${run.gcPerCall[s.id]!.at(-1)!.toFixed(2)}), ${Math.round(run.rps[s.id]!.at(-1)!)}/s`)
             .join("; ")}; RSS ${(run.rss / MiB).toFixed(1)} MiB`,
         );
@@ -144,13 +153,13 @@ async function main(): Promise<void> {
   const lines = [
     `# keyward under node flag sets`,
     ``,
-    `${SETTINGS.keys.toLocaleString("en-US")} keys cached (SQLite), ${SETTINGS.rounds} interleaved rounds of ${SETTINGS.requests.toLocaleString("en-US")} h2load requests (16×16) per scenario; ${pinnedLoad ? "keyward on CPU 0, h2load on CPU 1" : "unpinned"}; load average ${load.loadAverage.join(" ")} at start. Medians (range).`,
+    `${SETTINGS.baseline ? `Builds: this checkout, and the baseline ${SETTINGS.baseline} (its own dist/). ` : ""}${SETTINGS.keys.toLocaleString("en-US")} keys cached (SQLite), ${SETTINGS.rounds} interleaved rounds of ${SETTINGS.requests.toLocaleString("en-US")} h2load requests (16×16) per scenario; ${pinnedLoad ? "keyward on CPU 0, h2load on CPU 1" : "unpinned"}; load average ${load.loadAverage.join(" ")} at start. Medians (range).`,
     ``,
     `| flags (KEYWARD_V8_FLAGS) | ${ids.map((id) => `${id}: CPU µs/call | GC µs/call | full GCs per 100k | req/s`).join(" | ")} | RSS after the rounds | after a full GC |`,
     `| --- | ${ids.map(() => "---: | ---: | ---: | ---:").join(" | ")} | ---: | ---: |`,
     ...runs.map(
       (run) =>
-        `| ${run.flags === "keyward" ? "keyward's default" : run.flags === "" ? "(none: V8 defaults)" : `\`${run.flags}\``} | ${ids
+        `| ${run.build ? "baseline: " : ""}${run.flags === "keyward" ? "keyward's default" : run.flags === "" ? "(none: V8 defaults)" : `\`${run.flags}\``} | ${ids
           .map((id) => `${range(run.cpuPerCall[id]!, 1)} | ${range(run.gcPerCall[id]!, 2)} | ${median(run.fullGcs[id]!).toFixed(1)} | ${range(run.rps[id]!, 0)}`)
           .join(" | ")} | ${(run.rss / MiB).toFixed(1)} MiB | ${(run.rssAfterGc / MiB).toFixed(1)} MiB |`,
     ),
@@ -159,6 +168,10 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}\n`);
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(join(resultsDir, "flags-latest.md"), markdown + "\n");
+}
+
+function label(run: { flags: string; build: string }): string {
+  return `${run.build ? "baseline " : ""}${JSON.stringify(run.flags)}`;
 }
 
 await main();

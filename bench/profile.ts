@@ -4,7 +4,7 @@
 // stops it (the profile is written at exit) and prints the top self-time
 // frames, by function and by area (node:http2 internals, keyward, protobuf-es,
 // GC...). Written to bench/results/profile-latest.md.
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -120,7 +120,11 @@ async function profileScenario(id: ScenarioId, pinned: boolean, keepDir: string)
     const profiled = ceiling ?? kw;
     const code = await profiled.stop();
     if (ceiling) await kw.stop();
-    const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
+    // keyward re-executes itself with its V8 flags (same pid), and node can write a
+    // profile of the short life before that too: the largest file is the server's.
+    const file = readdirSync(dir)
+      .filter((f) => f.endsWith(".cpuprofile"))
+      .sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size)[0];
     if (!file) throw new Error(`no profile written (exit ${code})`);
     copyFileSync(join(dir, file), join(keepDir, `${id}.cpuprofile`));
     const profile = JSON.parse(readFileSync(join(dir, file), "utf8")) as CpuProfile;

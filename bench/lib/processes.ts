@@ -110,12 +110,14 @@ export interface KeywardProcessOptions {
   cpus?: string;
   /** Extra node flags, e.g. --cpu-prof. */
   nodeArgs?: string[];
+  /** Another build's dist/main.js (bench:flags' BENCH_BASELINE); default: this checkout's. */
+  main?: string;
 }
 
 /** Starts the compiled keyward (dist/main.js) on 127.0.0.1 and a free port. */
 export function startKeywardProcess(options: KeywardProcessOptions): Promise<ChildServer> {
   return spawnServer({
-    argv: pinned(options.cpus, [process.execPath, ...(options.nodeArgs ?? []), keywardMain()]),
+    argv: pinned(options.cpus, [process.execPath, ...(options.nodeArgs ?? []), options.main ?? keywardMain()]),
     env: {
       PATH: process.env.PATH ?? "",
       KEYWARD_LISTEN: "127.0.0.1:0",

@@ -18,7 +18,7 @@ import { createQueryLogger, type QueryListener } from "./query-logger.js";
 import { KEY_COLUMNS, keyRecordFromRow } from "./records.js";
 import { createSettingStore } from "./setting-store.js";
 import { acquireInstanceLock, type InstanceLock } from "./sqlite-instance-lock.js";
-import { guarded } from "./storage-errors.js";
+import { guarded, isBrokenConnection } from "./storage-errors.js";
 
 export type { DatabaseKind };
 
@@ -61,6 +61,8 @@ export interface PoolState {
 export const MIGRATIONS_TABLE = "keyward_migrations";
 
 // Arbitrary constant naming keyward's migration lock among all advisory locks in the database.
+// A cache-miss lookup whose connection turns out dead is sent again, up to this many times in all.
+const PG_LOOKUP_ATTEMPTS = 3;
 const PG_MIGRATION_LOCK_ID = 7_204_917_311;
 
 export interface OrmOptionsInput {
@@ -184,13 +186,22 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
   }
 
   // The cache-miss lookup straight on pg's pool (see KeyStoreOptions.lookupByHash).
+  // After a database restart several idle pooled connections can be dead at once.
   let nativePool: Promise<PgQueryable> | undefined;
   const pgLookup = async (hash: string): Promise<KeyRecord | null> => {
     nativePool ??= (orm.em.getConnection() as unknown as { getNativeClient(): Promise<PgQueryable> }).getNativeClient();
     const sql = `select ${KEY_COLUMNS} from "api_keys" where "hash" = $1`;
-    options.debugQueries?.(sql);
-    const { rows } = await (await nativePool).query(sql, [hash]);
-    return rows[0] ? keyRecordFromRow(rows[0]) : null;
+    const pool = await nativePool;
+    for (let attempt = 1; ; attempt++) {
+      options.debugQueries?.(sql);
+      try {
+        const { rows } = await pool.query(sql, [hash]);
+        return rows[0] ? keyRecordFromRow(rows[0]) : null;
+      } catch (error) {
+        // The pool drops a connection that failed; a read is safe to send again on another.
+        if (attempt >= PG_LOOKUP_ATTEMPTS || !isBrokenConnection(error)) throw error;
+      }
+    }
   };
 
   // SQLite: one statement prepared once on better-sqlite3, the connection the ORM

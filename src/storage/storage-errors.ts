@@ -32,6 +32,19 @@ const unavailableSqlState = (code: string | undefined) =>
 // Messages pg and its pool use for connections that died or never came up.
 const LOST_CONNECTION = /connection terminated|connection timeout|timeout exceeded when trying to connect|connection ended|client has encountered a connection error/i;
 
+// Failures of a connection that was up: a pooled connection that died while
+// idle (database restart, a proxy or NAT dropping it) is only found out when
+// used. Not connect failures: trying those again at once only adds latency.
+const BROKEN_CONNECTION_CODES = new Set(["ECONNRESET", "EPIPE", "57P01", "57P02"]);
+const BROKEN_CONNECTION = /connection terminated|connection ended|client has encountered a connection error/i;
+
+/** True when an error says the connection a statement went out on was dead, so a read may be tried again on another. */
+export function isBrokenConnection(error: unknown): boolean {
+  const code = (error as { code?: unknown; sqlState?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : "";
+  return (typeof code === "string" && BROKEN_CONNECTION_CODES.has(code)) || BROKEN_CONNECTION.test(message);
+}
+
 export function sanitizeStorageError(operation: string, error: unknown): unknown {
   if (!(error instanceof DriverException)) {
     const code = (error as { code?: unknown } | null)?.code;

@@ -90,7 +90,10 @@ export function frame(payload: Uint8Array): Buffer {
 }
 
 // Per-call state lives on the stream and the listeners are shared functions,
-// so a call allocates one object instead of a closure per event.
+// so a call allocates one object instead of a closure per event. It is taken
+// off the stream once the body is in: node:http2 keeps a stream object alive
+// well after its call ends (long enough to be promoted to the old generation),
+// and whatever hangs off it would be promoted too, feeding full GCs.
 const kCall = Symbol("keyward.unaryCall");
 const kStart = Symbol("keyward.unaryStart");
 interface CallState {
@@ -104,13 +107,13 @@ interface CallState {
   onBody: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, body: Buffer) => void;
   onTooBig: (stream: ServerHttp2Stream, method: UnaryMethod) => void;
 }
-type CallStream = ServerHttp2Stream & { [kCall]: CallState; [kStart]: number };
+type CallStream = ServerHttp2Stream & { [kCall]: CallState | undefined; [kStart]: number };
 
 function ignore(): void {}
 
 function onCallData(this: CallStream, chunk: Buffer): void {
   const call = this[kCall];
-  if (call.failed) return;
+  if (call === undefined || call.failed) return;
   call.total += chunk.length;
   if (call.total > call.maxBytes + 5) {
     call.failed = true;
@@ -123,7 +126,8 @@ function onCallData(this: CallStream, chunk: Buffer): void {
 
 function onCallEnd(this: CallStream): void {
   const call = this[kCall];
-  if (call.failed) return;
+  this[kCall] = undefined;
+  if (call === undefined || call.failed) return;
   const body = call.chunks ? Buffer.concat(call.chunks, call.total) : (call.first ?? Buffer.alloc(0));
   call.onBody(this, call.headers, call.method, body);
 }

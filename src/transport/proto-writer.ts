@@ -21,11 +21,22 @@ export class ProtoWriter {
   /** A non-negative integer below 2^53. */
   varint(v: number): void {
     this.ensure(10);
-    while (v >= 0x80) {
-      this.buf[this.pos++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
+    const buf = this.buf;
+    let pos = this.pos;
+    // Below 2^31 (tags, lengths, times in seconds, nanos) bit operations are exact and cheaper.
+    if (v < 0x8000_0000) {
+      while (v > 0x7f) {
+        buf[pos++] = (v & 0x7f) | 0x80;
+        v >>>= 7;
+      }
+    } else {
+      while (v >= 0x80) {
+        buf[pos++] = (v % 0x80) | 0x80;
+        v = Math.floor(v / 0x80);
+      }
     }
-    this.buf[this.pos++] = v;
+    buf[pos++] = v;
+    this.pos = pos;
   }
 
   /** Opens a length-delimited field (tag < 128): one length byte is reserved, widened by close(). */
@@ -78,6 +89,10 @@ export class ProtoWriter {
 
 /** Bytes a varint of `v` takes. */
 export function varintSize(v: number): number {
+  if (v < 0x80) return 1;
+  if (v < 0x4000) return 2;
+  if (v < 0x20_0000) return 3;
+  if (v < 0x1000_0000) return 4;
   let n = 1;
   while (v >= 0x80) {
     v = Math.floor(v / 0x80);

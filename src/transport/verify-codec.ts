@@ -27,99 +27,107 @@ function malformed(): Error {
   return invalidArgument("request is not a valid keyward.v1.VerifyRequest message");
 }
 
+// The decoder's cursor lives at module level: decoding is synchronous, and
+// closures over a per-call position cost an allocation each on the hot path.
+const EMPTY = Buffer.alloc(0);
+let buf: Buffer = EMPTY;
+let pos = 0;
+let end = 0;
+
+function varint(): number {
+  let result = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (pos >= end) throw malformed();
+    const b = buf[pos++]!;
+    // Beyond 2^53 precision is lost, but such values only occur in skipped fields or lengths we reject.
+    result += (b & 0x7f) * scale;
+    if (b < 0x80) return result;
+    scale *= 0x80;
+  }
+  throw malformed();
+}
+
+function text(length: number): string {
+  const start = pos;
+  const stop = start + length;
+  if (stop > end) throw malformed();
+  pos = stop;
+  for (let i = start; i < stop; i++) {
+    if (buf[i]! >= 0x80) {
+      try {
+        return utf8.decode(buf.subarray(start, stop));
+      } catch {
+        throw invalidArgument("request contains invalid UTF-8");
+      }
+    }
+  }
+  return buf.toString("latin1", start, stop);
+}
+
 /** Decodes keyward.v1.VerifyRequest; rejects truncation, bad wire types and invalid UTF-8. */
 export function decodeVerifyRequest(bytes: Uint8Array): VerifyInput {
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let pos = 0;
-  const end = buf.length;
-  let key = "";
-  const requiredScopes: string[] = [];
-
-  const varint = (): number => {
-    let result = 0;
-    let shift = 0;
-    for (let i = 0; i < 10; i++) {
-      if (pos >= end) throw malformed();
-      const b = buf[pos++]!;
-      // Beyond 2^53 precision is lost, but such values only occur in skipped fields or lengths we reject.
-      result += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return result;
-      shift += 7;
-    }
-    throw malformed();
-  };
-  const text = (length: number): string => {
-    const start = pos;
-    const stop = start + length;
-    if (stop > end) throw malformed();
-    pos = stop;
-    let ascii = true;
-    for (let i = start; i < stop; i++) {
-      if (buf[i]! >= 0x80) {
-        ascii = false;
-        break;
-      }
-    }
-    if (ascii) return buf.toString("latin1", start, stop);
-    try {
-      return utf8.decode(buf.subarray(start, stop));
-    } catch {
-      throw invalidArgument("request contains invalid UTF-8");
-    }
-  };
-
-  while (pos < end) {
-    const tag = varint();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (field === 0) throw malformed();
-    if ((field === 1 || field === 2) && wire === 2) {
-      const length = varint();
-      if (field === 1) key = text(length);
-      else requiredScopes.push(text(length));
-      continue;
-    }
-    if (field === 1 || field === 2) throw malformed();
-    // Unknown fields are skipped, as protobuf requires.
-    switch (wire) {
-      case 0:
-        varint();
-        break;
-      case 1:
-        pos += 8;
-        break;
-      case 2: {
-        // Read the length first: `pos += varint()` would add to the old position.
+  buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  pos = 0;
+  end = buf.length;
+  try {
+    let key = "";
+    const requiredScopes: string[] = [];
+    while (pos < end) {
+      const tag = varint();
+      const field = Math.floor(tag / 8);
+      const wire = tag & 7;
+      if (field === 0) throw malformed();
+      if ((field === 1 || field === 2) && wire === 2) {
         const length = varint();
-        pos += length;
-        break;
+        if (field === 1) key = text(length);
+        else requiredScopes.push(text(length));
+        continue;
       }
-      case 5:
-        pos += 4;
-        break;
-      default:
-        throw malformed();
+      if (field === 1 || field === 2) throw malformed();
+      // Unknown fields are skipped, as protobuf requires.
+      switch (wire) {
+        case 0:
+          varint();
+          break;
+        case 1:
+          pos += 8;
+          break;
+        case 2: {
+          // Read the length first: `pos += varint()` would add to the old position.
+          const length = varint();
+          pos += length;
+          break;
+        }
+        case 5:
+          pos += 4;
+          break;
+        default:
+          throw malformed();
+      }
+      if (pos > end) throw malformed();
     }
-    if (pos > end) throw malformed();
+    return { key, requiredScopes };
+  } finally {
+    // Do not keep the request's bytes alive until the next call.
+    buf = EMPTY;
   }
-  return { key, requiredScopes };
 }
 
 
-
-/** google.protobuf.Timestamp body for epoch ms (non-negative times only, as keyward produces). */
-function timestampBody(ms: number): { seconds: number; nanos: number } {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1_000_000 };
-}
+/** Seconds and nanos of a google.protobuf.Timestamp for epoch ms (non-negative times only, as keyward produces). */
+const timestampSeconds = (ms: number): number => Math.floor(ms / 1000);
+const timestampNanos = (ms: number): number => (ms - Math.floor(ms / 1000) * 1000) * 1_000_000;
 
 function timestampSize(ms: number): number {
-  const { seconds, nanos } = timestampBody(ms);
+  const seconds = timestampSeconds(ms);
+  const nanos = timestampNanos(ms);
   return (seconds ? 1 + varintSize(seconds) : 0) + (nanos ? 1 + varintSize(nanos) : 0);
 }
 
 function writeTimestampField(w: ProtoWriter, tag: number, ms: number): void {
-  const { seconds, nanos } = timestampBody(ms);
+  const seconds = timestampSeconds(ms);
+  const nanos = timestampNanos(ms);
   w.varint(tag);
   w.varint(timestampSize(ms));
   if (seconds) {
@@ -160,20 +168,30 @@ export function cachedApiKeyToProto(key: CachedKey, pending?: PendingUsage): Api
 const TAG_LAST_USED_AT = (11 << 3) | 2;
 const TAG_REQUEST_COUNT = 12 << 3;
 
+// One writer, reused (encoding is synchronous); each answer is copied out at
+// its exact size, so a call allocates one buffer and no writer.
+const writer = new ProtoWriter(512);
+
+function copyOut(w: ProtoWriter): Buffer {
+  const out = Buffer.allocUnsafe(w.pos);
+  w.buf.copy(out, 0, 0, w.pos);
+  return out;
+}
+
 /** Encodes keyward.v1.VerifyResponse for a decision; `pending` adds usage not yet written. */
 export function encodeVerifyResponse(decision: Decision, pending: PendingUsage | undefined): Uint8Array {
-  const w = writeVerifyResponse(new ProtoWriter(256), decision, pending);
-  return w.buf.subarray(0, w.pos);
+  writer.pos = 0;
+  return copyOut(writeVerifyResponse(writer, decision, pending));
 }
 
 /** The same, as a gRPC frame (uncompressed flag + length prefix) in one buffer. */
 export function encodeVerifyResponseFrame(decision: Decision, pending: PendingUsage | undefined): Buffer {
-  const w = new ProtoWriter(256);
+  const w = writer;
   w.pos = 5;
   writeVerifyResponse(w, decision, pending);
   w.buf[0] = 0;
   w.buf.writeUInt32BE(w.pos - 5, 1);
-  return w.buf.subarray(0, w.pos);
+  return copyOut(w);
 }
 
 function writeVerifyResponse(w: ProtoWriter, decision: Decision, pending: PendingUsage | undefined): ProtoWriter {

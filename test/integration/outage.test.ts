@@ -95,4 +95,16 @@ describe.runIf(pg.available)("database outage (PostgreSQL behind a TCP proxy)", 
     // Nothing the outage produced leaked a key into the logs.
     expect(kw.logs.join("")).not.toContain(cached.key);
   });
+
+  it("looks a cache miss up again when its pooled connection turns out dead", async () => {
+    const keys = clients.client(KeyService, kw.baseUrl);
+    const cold = await eventually(() => keys.issue({ tenantId: "acme" }, { headers: adminHeaders }));
+    kw.app.cache.clear();
+    // The pool holds idle connections; the next one written to is reset, as a
+    // connection that died unnoticed (database restart, NAT timeout) fails when used.
+    proxy.breakNextWrite();
+    const res = await keys.verify({ key: cold.key });
+    expect(proxy.broken).toBe(1);
+    expect(res.code).toBe(VerifyCode.VALID);
+  });
 });

@@ -1,7 +1,7 @@
 import { DriverException, UniqueConstraintViolationException } from "@mikro-orm/core";
 import { describe, expect, it } from "vitest";
 import { KeywardError } from "../../src/core/errors.js";
-import { sanitizeStorageError, StorageFailure } from "../../src/storage/storage-errors.js";
+import { isBrokenConnection, sanitizeStorageError, StorageFailure } from "../../src/storage/storage-errors.js";
 
 const driverError = (fields: Record<string, unknown>, message = "insert into api_keys values ('secret-hash')") =>
   new DriverException(Object.assign(new Error(message), fields));
@@ -33,5 +33,27 @@ describe("storage error sanitising", () => {
     expect(other).toBeInstanceOf(StorageFailure);
     expect((other as Error).message).toBe("key.update failed: DriverException (code 42P01)");
     expect((other as Error).message).not.toContain("secret-hash");
+  });
+});
+
+describe("broken pooled connections (a read may go out again)", () => {
+  const withCode = (code: string, message = "x") => Object.assign(new Error(message), { code });
+  it.each([
+    ["reset", withCode("ECONNRESET")],
+    ["broken pipe", withCode("EPIPE")],
+    ["admin shutdown of the backend", withCode("57P01")],
+    ["pg's dropped socket", new Error("Connection terminated unexpectedly")],
+    ["pg's errored client", new Error("Client has encountered a connection error and is not queryable")],
+  ])("%s is", (_name, error) => {
+    expect(isBrokenConnection(error)).toBe(true);
+  });
+  it.each([
+    ["a refused connect (the database is down: trying again at once only adds latency)", withCode("ECONNREFUSED")],
+    ["a connect timeout", new Error("timeout exceeded when trying to connect")],
+    ["too many connections", withCode("53300")],
+    ["a syntax error", withCode("42601")],
+    ["not an error", undefined],
+  ])("%s is not", (_name, error) => {
+    expect(isBrokenConnection(error)).toBe(false);
   });
 });
