@@ -202,7 +202,7 @@ export function decisionOutcome(decision: Decision, now: number): AuthzOutcome {
 }
 
 /** x-ratelimit-reset is in seconds from now, like retry-after. */
-function rateLimitHeaders(limit: number, remaining: number, resetAt: number, now: number): Header[] {
+export function rateLimitHeaders(limit: number, remaining: number, resetAt: number, now: number): Header[] {
   return [
     ["x-ratelimit-limit", String(limit)],
     ["x-ratelimit-remaining", String(remaining)],

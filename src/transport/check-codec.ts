@@ -11,7 +11,7 @@ import { isUtf8 } from "node:buffer";
 import { invalidArgument } from "../core/errors.js";
 import { HeaderValueOption_HeaderAppendAction } from "../gen/envoy/config/core/v3/base_pb.js";
 import { REQUIRED_SCOPES_PARAM, type Header } from "./authz-response.js";
-import type { CheckInput, CheckResult, MetadataEntry } from "./ext-authz.js";
+import type { CheckAllow, CheckInput, CheckResult, MetadataEntry } from "./ext-authz.js";
 import { ProtoWriter } from "./proto-writer.js";
 
 // ignoreBOM keeps a leading U+FEFF as data, as protobuf requires (and protobuf-es does).
@@ -520,10 +520,18 @@ function encodeInto(result: CheckResult, offset: number): Buffer {
     // status {code: 0}: present but empty.
     w.close(status);
     const ok = w.open(RESPONSE_OK);
-    for (const header of result.headers) writeHeaderOption(w, OK_HEADERS, header);
-    for (const name of result.headersToRemove) w.string(OK_HEADERS_TO_REMOVE, name);
+    const base = result.base && baseBytes(result.base);
+    if (base) {
+      w.bytes(base.ok);
+    } else {
+      writeOkRequestParts(w, result);
+    }
     for (const header of result.responseHeaders) writeHeaderOption(w, OK_RESPONSE_HEADERS_TO_ADD, header);
     w.close(ok);
+    if (base) {
+      w.bytes(base.metadata);
+      return finish(w, offset);
+    }
   } else {
     if (result.rpcCode !== 0) {
       w.varint(STATUS_CODE);
@@ -543,6 +551,33 @@ function encodeInto(result: CheckResult, offset: number): Buffer {
     w.close(denied);
   }
   writeMetadata(w, result.metadata);
+  return finish(w, offset);
+}
+
+/** ok_response's headers and headers_to_remove (its fields before response_headers_to_add). */
+function writeOkRequestParts(w: ProtoWriter, result: CheckAllow): void {
+  for (const header of result.headers) writeHeaderOption(w, OK_HEADERS, header);
+  for (const name of result.headersToRemove) w.string(OK_HEADERS_TO_REMOVE, name);
+}
+
+// The bytes of a shared allow's parts that results built on it reuse (CheckAllow.base).
+const baseParts = new WeakMap<CheckAllow, { ok: Buffer; metadata: Buffer }>();
+
+function baseBytes(base: CheckAllow): { ok: Buffer; metadata: Buffer } {
+  let parts = baseParts.get(base);
+  if (parts === undefined) {
+    // Own writers: the shared one is in the middle of an answer.
+    const ok = new ProtoWriter(256);
+    writeOkRequestParts(ok, base);
+    const metadata = new ProtoWriter(256);
+    writeMetadata(metadata, base.metadata);
+    parts = { ok: Buffer.from(ok.buf.subarray(0, ok.pos)), metadata: Buffer.from(metadata.buf.subarray(0, metadata.pos)) };
+    baseParts.set(base, parts);
+  }
+  return parts;
+}
+
+function finish(w: ProtoWriter, offset: number): Buffer {
   if (offset === 5) {
     w.buf[0] = 0;
     w.buf.writeUInt32BE(w.pos - 5, 1);

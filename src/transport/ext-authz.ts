@@ -33,6 +33,7 @@ import {
   IDENTITY_HEADER_PREFIX,
   missingCredential,
   parseRequiredScopes,
+  rateLimitHeaders,
   REQUIRED_SCOPES_PARAM,
   type AllowOutcome,
   type CredentialOptions,
@@ -76,6 +77,12 @@ export interface CheckAllow {
   /** Added to the client's response with OVERWRITE_IF_EXISTS_OR_ADD. */
   responseHeaders: readonly Header[];
   metadata: readonly MetadataEntry[];
+  /**
+   * A shared result whose headers, headersToRemove and metadata this one
+   * reuses (only responseHeaders differ: a rate-limited key's x-ratelimit-*),
+   * so encoders may keep the bytes of those parts.
+   */
+  base?: CheckAllow;
 }
 
 /** status + denied_response: what the client gets instead of the upstream. */
@@ -227,24 +234,35 @@ export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
     };
   }
 
-  // An allow without rate-limit headers or client x-keyward-* headers to strip
-  // depends only on the key record and which header held the key: built once
-  // per record (a changed key is a new record object, so entries never go stale).
+  // An allow without client x-keyward-* headers to strip depends only on the
+  // key record and which header held the key, but for a rate-limited key's
+  // x-ratelimit-* headers: built once per record (a changed key is a new
+  // record object, so entries never go stale), with those headers added per call.
   const sharedAllows = new WeakMap<KeyOf<Decision>, CheckAllow>();
   const sharedBearerAllows = new WeakMap<KeyOf<Decision>, CheckAllow>();
 
   const respond = (decision: Decision, view: RequestView, credentialHeader: string): CheckResult => {
     const record = decision.key;
     if (record === null) return INVALID;
-    const shareable = decision.code === "valid" && decision.rateLimit === null && view.identityHeaders.length === 0;
-    if (shareable) {
+    if (decision.code === "valid" && view.identityHeaders.length === 0) {
       const cache = credentialHeader === "authorization" ? sharedBearerAllows : sharedAllows;
-      let result = cache.get(record);
-      if (result === undefined) {
-        result = Object.freeze({ ...(allowed(decisionOutcome(decision, clock.now()) as AllowOutcome, view, credentialHeader)), shared: true as const });
-        cache.set(record, result);
+      let shared = cache.get(record);
+      if (shared === undefined) {
+        // Built without rate-limit headers: they are the only per-call part.
+        const outcome = decisionOutcome({ ...decision, rateLimit: null }, clock.now()) as AllowOutcome;
+        shared = Object.freeze({ ...allowed(outcome, view, credentialHeader), shared: true as const });
+        cache.set(record, shared);
       }
-      return result;
+      const rl = decision.rateLimit;
+      if (rl === null) return shared;
+      return {
+        allowed: true,
+        headers: shared.headers,
+        headersToRemove: shared.headersToRemove,
+        responseHeaders: rateLimitHeaders(rl.limit, rl.remaining, rl.resetAt, clock.now()),
+        metadata: shared.metadata,
+        base: shared,
+      };
     }
     const outcome = decisionOutcome(decision, clock.now());
     return outcome.allowed ? allowed(outcome, view, credentialHeader) : denied(outcome);

@@ -9,7 +9,7 @@ import { KeywardError, unavailable } from "../../src/core/errors.js";
 import type { CachedKey } from "../../src/core/model.js";
 import type { Decision } from "../../src/core/verifier.js";
 import { CheckRequestSchema, CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
-import { decodeCheckRequest, encodeCheckResponse } from "../../src/transport/check-codec.js";
+import { decodeCheckRequest, encodeCheckResponse, encodeCheckResponseFrame } from "../../src/transport/check-codec.js";
 import {
   checkInputOf,
   checkResponseOf,
@@ -240,6 +240,21 @@ describe("check codec", () => {
         expect(equals(CheckResponseSchema, actual, checkResponseOf(result))).toBe(true);
       }),
       { numRuns: 1500 },
+    );
+  });
+
+  it("encodes an allow built on a shared one (CheckAllow.base) to the same bytes, with its own response headers", () => {
+    fc.assert(
+      fc.property(allow, fc.array(header, { maxLength: 4 }), (shared, responseHeaders) => {
+        const base: CheckAllow = { ...shared, shared: true };
+        const own = { ...shared, responseHeaders };
+        // Twice: the second encoding reuses the base's bytes.
+        for (let i = 0; i < 2; i++) {
+          expect(Buffer.from(encodeCheckResponse({ ...own, base }))).toEqual(Buffer.from(encodeCheckResponse(own)));
+          expect(Buffer.from(encodeCheckResponseFrame({ ...own, base })).subarray(5)).toEqual(Buffer.from(encodeCheckResponse(own)));
+        }
+      }),
+      { numRuns: 500 },
     );
   });
 
