@@ -265,6 +265,13 @@ async function main(): Promise<void> {
     const medianRps = (id: ScenarioId) => median(runs.get(id)!.map((r) => r.result.rps));
     const ceilingRps = medianRps("ceiling");
     const healthRps = medianRps("health");
+    // Ratios pair each round's run with the reference's run of the same round (seconds apart)
+    // and take the median of those: the machine's speed drifts over minutes on a shared host,
+    // which a ratio of medians from different minutes would carry into the result.
+    const pairedRatio = (id: ScenarioId, reference: ScenarioId) => {
+      const ref = runs.get(reference)!;
+      return median(runs.get(id)!.map((r, i) => r.result.rps / ref[i]!.result.rps));
+    };
     const items: Record<ScenarioId, string> = {
       ceiling: "1",
       health: "2",
@@ -292,8 +299,8 @@ async function main(): Promise<void> {
         rpsMin: Math.min(...rpsList),
         rpsMax: Math.max(...rpsList),
         latencyUs: mid.result.latencyUs,
-        vsCeiling: median(rpsList) / ceilingRps,
-        vsHealth: median(rpsList) / healthRps,
+        vsCeiling: pairedRatio(s.id, "ceiling"),
+        vsHealth: pairedRatio(s.id, "health"),
         answer: mid.answer,
         serverCpu: median(list.map((r) => r.serverCpu ?? NaN)),
         lookupsPer1000: calls > 0 ? (lookups * 1000) / calls : undefined,
@@ -485,6 +492,7 @@ async function main(): Promise<void> {
         rpsMin: Math.min(...rpsList),
         rpsMax: Math.max(...rpsList),
         latencyUs: mid.result.latencyUs,
+        // Measured after the main rounds, so no round to pair with: medians.
         vsCeiling: median(rpsList) / ceilingRps,
         vsHealth: median(rpsList) / healthRps,
         answer: mid.answer,
