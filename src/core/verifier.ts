@@ -66,7 +66,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
     let rateLimit: RateLimitState | null = null;
     if (record.rateLimit > 0) {
       const taken = limiter.take(record.id, record.rateLimit, record.rateLimitWindowSeconds, now);
-      rateLimit = { limit: taken.limit, remaining: taken.remaining, resetAt: taken.resetAt };
+      // The limiter's answer is a fresh object per call: it serves as the decision's state as it is.
+      rateLimit = taken;
       if (!taken.allowed) return { code: "rate_limited", key: record, rateLimit, missingScopes: NO_SCOPES };
     }
     usage.record(record.id, now);

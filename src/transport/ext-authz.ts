@@ -268,6 +268,18 @@ export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
     return outcome.allowed ? allowed(outcome, view, credentialHeader) : denied(outcome);
   };
 
+  // A route's required_scopes is one string in Envoy's config, sent with every
+  // Check: the last one parsed is kept (frozen, as the verifier only reads it).
+  let lastRaw: string | undefined;
+  let lastScopes: readonly string[] = Object.freeze([]);
+  const requiredScopesOf = (raw: string | undefined): readonly string[] => {
+    if (raw !== lastRaw) {
+      lastScopes = Object.freeze(parseRequiredScopes(raw));
+      lastRaw = raw;
+    }
+    return lastScopes;
+  };
+
   const fail = (error: unknown): CheckResult => {
     options.onError?.(error);
     return denied(failureOutcome(error));
@@ -277,7 +289,7 @@ export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
     const view = new RequestView(credential.apiKeyHeader, input);
     const found = findCredential(view.get, credential);
     if (!found) return MISSING;
-    const scopes = parseRequiredScopes(input.requiredScopes);
+    const scopes = requiredScopesOf(input.requiredScopes);
     let decision: Decision | Promise<Decision>;
     try {
       decision = verifier.verify(found.key, scopes);

@@ -212,6 +212,17 @@ describe("ext_authz Check handler", () => {
     expect(limited.headers["retry-after"]).toBe("45");
   });
 
+  it("applies each request's own required_scopes when routes with different ones alternate", async () => {
+    const { core, run } = await setup();
+    const { key } = await core.keys.issue(ADMIN, issueInput({ scopes: ["orders:read"] }));
+    for (let i = 0; i < 2; i++) {
+      ok(await run(checkRequest({ "x-api-key": key }, "orders:read")));
+      expect(deniedOf(await run(checkRequest({ "x-api-key": key }, "orders:write")))).toMatchObject({ status: 403, body: { code: "insufficient_scope" } });
+      ok(await run(checkRequest({ "x-api-key": key })));
+      expect(deniedOf(await run(checkRequest({ "x-api-key": key }, "orders:read, admin")))).toMatchObject({ status: 403 });
+    }
+  });
+
   it("denies missing, unknown, revoked and under-scoped keys with the right status and rpc code", async () => {
     const { core, run } = await setup();
     const { key, record } = await core.keys.issue(ADMIN, issueInput({ scopes: ["orders:read"] }));
