@@ -60,9 +60,9 @@ export interface PoolState {
 
 export const MIGRATIONS_TABLE = "keyward_migrations";
 
-// Arbitrary constant naming keyward's migration lock among all advisory locks in the database.
 // A cache-miss lookup whose connection turns out dead is sent again, up to this many times in all.
 const PG_LOOKUP_ATTEMPTS = 3;
+// Arbitrary constant naming keyward's migration lock among all advisory locks in the database.
 const PG_MIGRATION_LOCK_ID = 7_204_917_311;
 
 export interface OrmOptionsInput {

@@ -36,11 +36,12 @@ const LOST_CONNECTION = /connection terminated|connection timeout|timeout exceed
 // idle (database restart, a proxy or NAT dropping it) is only found out when
 // used. Not connect failures: trying those again at once only adds latency.
 const BROKEN_CONNECTION_CODES = new Set(["ECONNRESET", "EPIPE", "57P01", "57P02"]);
-const BROKEN_CONNECTION = /connection terminated|connection ended|client has encountered a connection error/i;
+// pg's words for a socket that closed under a query; not "... due to connection timeout" (a connect that failed).
+const BROKEN_CONNECTION = /^connection terminated( unexpectedly)?$|client has encountered a connection error/i;
 
 /** True when an error says the connection a statement went out on was dead, so a read may be tried again on another. */
 export function isBrokenConnection(error: unknown): boolean {
-  const code = (error as { code?: unknown; sqlState?: unknown } | null)?.code;
+  const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : "";
   return (typeof code === "string" && BROKEN_CONNECTION_CODES.has(code)) || BROKEN_CONNECTION.test(message);
 }

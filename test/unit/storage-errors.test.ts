@@ -43,6 +43,7 @@ describe("broken pooled connections (a read may go out again)", () => {
     ["broken pipe", withCode("EPIPE")],
     ["admin shutdown of the backend", withCode("57P01")],
     ["pg's dropped socket", new Error("Connection terminated unexpectedly")],
+    ["pg's client ended under a query", new Error("Connection terminated")],
     ["pg's errored client", new Error("Client has encountered a connection error and is not queryable")],
   ])("%s is", (_name, error) => {
     expect(isBrokenConnection(error)).toBe(true);
@@ -50,6 +51,7 @@ describe("broken pooled connections (a read may go out again)", () => {
   it.each([
     ["a refused connect (the database is down: trying again at once only adds latency)", withCode("ECONNREFUSED")],
     ["a connect timeout", new Error("timeout exceeded when trying to connect")],
+    ["pg's connect timeout", new Error("Connection terminated due to connection timeout")],
     ["too many connections", withCode("53300")],
     ["a syntax error", withCode("42601")],
     ["not an error", undefined],
