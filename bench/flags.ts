@@ -42,8 +42,8 @@ const log = (line: string) => process.stdout.write(`[flags] ${line}\n`);
 
 interface SetRun {
   flags: string;
-  /** "baseline" for BENCH_BASELINE's build, else "" (this checkout). */
-  build: string;
+  /** True for BENCH_BASELINE's build, false for this checkout's. */
+  baseline: boolean;
   kw: ChildServer;
   baseUrl: string;
   scenarios: Scenario[];
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     const builds = SETTINGS.baseline ? [undefined, SETTINGS.baseline] : [undefined];
     const sets = builds.flatMap((build) => SETTINGS.sets.map((flags) => ({ flags, build })));
     for (const [i, { flags, build }] of sets.entries()) {
-      const tag = { flags, build: build ? "baseline" : "" };
+      const tag = { flags, baseline: build !== undefined };
       const db = join(work, `set-${i}.db`);
       copyFileSync(seed, db);
       const kw = await startKeywardProcess({
@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     `| --- | ${ids.map(() => "---: | ---: | ---: | ---:").join(" | ")} | ---: | ---: |`,
     ...runs.map(
       (run) =>
-        `| ${run.build ? "baseline: " : ""}${run.flags === "keyward" ? "keyward's default" : run.flags === "" ? "(none: V8 defaults)" : `\`${run.flags}\``} | ${ids
+        `| ${run.baseline ? "baseline: " : ""}${run.flags === "keyward" ? "keyward's default" : run.flags === "" ? "(none: V8 defaults)" : `\`${run.flags}\``} | ${ids
           .map((id) => `${range(run.cpuPerCall[id]!, 1)} | ${range(run.gcPerCall[id]!, 2)} | ${median(run.fullGcs[id]!).toFixed(1)} | ${range(run.rps[id]!, 0)}`)
           .join(" | ")} | ${(run.rss / MiB).toFixed(1)} MiB | ${(run.rssAfterGc / MiB).toFixed(1)} MiB |`,
     ),
@@ -170,8 +170,8 @@ async function main(): Promise<void> {
   writeFileSync(join(resultsDir, "flags-latest.md"), markdown + "\n");
 }
 
-function label(run: { flags: string; build: string }): string {
-  return `${run.build ? "baseline " : ""}${JSON.stringify(run.flags)}`;
+function label(run: { flags: string; baseline: boolean }): string {
+  return `${run.baseline ? "baseline " : ""}${JSON.stringify(run.flags)}`;
 }
 
 await main();
