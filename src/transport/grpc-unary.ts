@@ -91,9 +91,9 @@ export function frame(payload: Uint8Array): Buffer {
 
 // Per-call state lives on the stream and the listeners are shared functions,
 // so a call allocates one object instead of a closure per event. It is taken
-// off the stream once the body is in: node:http2 keeps a stream object alive
-// well after its call ends (long enough to be promoted to the old generation),
-// and whatever hangs off it would be promoted too, feeding full GCs.
+// off the stream once the body is in: whatever hangs off a finished stream
+// lives as long as the stream does, which can be until a full GC (see
+// onCallClose).
 const kCall = Symbol("keyward.unaryCall");
 const kStart = Symbol("keyward.unaryStart");
 interface CallState {
