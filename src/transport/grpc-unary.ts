@@ -93,7 +93,7 @@ export function frame(payload: Uint8Array): Buffer {
 // so a call allocates one object instead of a closure per event. It is taken
 // off the stream once the body is in: whatever hangs off a finished stream
 // lives as long as the stream does, which can be until a full GC (see
-// onCallClose).
+// releaseListeners in server.ts).
 const kCall = Symbol("keyward.unaryCall");
 const kStart = Symbol("keyward.unaryStart");
 interface CallState {
@@ -110,22 +110,6 @@ interface CallState {
 type CallStream = ServerHttp2Stream & { [kCall]: CallState | undefined; [kStart]: number };
 
 function ignore(): void {}
-
-// node:http2 hangs per-stream closures on a stream's listener lists (a
-// 'finish' listener when the writable side shuts down). Under load with a
-// large heap V8 pretenures those lists: a closed stream's list then sits dead
-// in the old generation still pointing at its young closure, which keeps the
-// whole stream (~2 KB of objects a call) alive through every scavenge until
-// the next full GC. Emptying the lists once the stream is closed cuts that
-// link; the 'error' guard stays, as a late error must never go uncaught.
-function onCallClose(this: ServerHttp2Stream): void {
-  // node:http2's own 'removeListener' listener goes first: with it in place,
-  // removeAllListeners() emits an event per listener removed (~1.7 µs a call);
-  // without it, it just starts a new, empty table.
-  this.removeAllListeners("removeListener");
-  this.removeAllListeners();
-  this.on("error", ignore);
-}
 
 function onCallData(this: CallStream, chunk: Buffer): void {
   const call = this[kCall];
@@ -280,7 +264,6 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       if (onCall) (stream as CallStream)[kStart] = performance.now();
       // A client reset must never become an uncaught error.
       stream.on("error", ignore);
-      stream.on("close", onCallClose);
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
         finished(stream, method.path, Code.Unimplemented);

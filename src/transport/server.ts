@@ -75,6 +75,25 @@ function minimalGrpcMessageEncoding(res: Http2ServerResponse): void {
   };
 }
 
+function ignore(): void {}
+
+// node:http2 hangs per-stream closures on a stream's listener lists (a
+// 'finish' listener when the writable side shuts down). Under load with a
+// large heap V8 pretenures those lists: a closed stream's list then sits dead
+// in the old generation still pointing at its young closure, which keeps the
+// whole stream (~2 KB of objects a call) alive through every scavenge until
+// the next full GC (bench/README.md, "Where the GC time goes"). Emptying the
+// table once the stream is closed cuts that link. node:http2's own
+// 'removeListener' listener goes first: with it in place, removeAllListeners()
+// emits an event per listener removed (~1.7 µs a call); without it, it just
+// starts a new, empty table. The error guard is put back, as a late error must
+// never go uncaught.
+function releaseListeners(this: ServerHttp2Stream): void {
+  this.removeAllListeners("removeListener");
+  this.removeAllListeners();
+  this.on("error", ignore);
+}
+
 export function createKeywardServer(options: ServerOptions): KeywardServer {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
   const idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
@@ -117,6 +136,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
   const compat = http2.listeners("stream") as ((...args: unknown[]) => void)[];
   http2.removeAllListeners("stream");
   http2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    stream.on("close", releaseListeners);
     if (options.unary.accepts(headers)) options.unary.serve(stream, headers);
     else for (const listener of compat) listener.call(http2, stream, headers, flags, rawHeaders);
   });

@@ -1,16 +1,16 @@
-// What the lean gRPC path leaves on a node:http2 stream once its call is over.
-// A closed stream's listener lists must be empty but for the error guard:
-// node:http2 hangs per-stream closures there, and when V8 has moved those lists
-// to the old generation they keep every finished stream alive through
-// scavenges (see onCallClose in src/transport/grpc-unary.ts).
-import { connect, createServer, type Http2Server, type ServerHttp2Stream } from "node:http2";
-import type { AddressInfo } from "node:net";
+// What keyward's HTTP/2 server leaves on a stream once it is closed, on the
+// lean gRPC path and on the compat path alike: an empty listener table but for
+// the error guard. node:http2 hangs per-stream closures there, and when V8 has
+// moved those tables to the old generation they keep every finished stream
+// alive through scavenges (see releaseListeners in src/transport/server.ts).
+import { connect, type ServerHttp2Stream } from "node:http2";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { invalidArgument } from "../../src/core/errors.js";
 import { createGrpcUnaryHandler, frame } from "../../src/transport/grpc-unary.js";
+import { createKeywardServer, type KeywardServer } from "../../src/transport/server.js";
 
 const PATH = "/test.v1.Echo/Echo";
-let server: Http2Server;
+let server: KeywardServer;
 let baseUrl: string;
 let streams: ServerHttp2Stream[];
 
@@ -30,25 +30,35 @@ beforeEach(async () => {
     ],
   });
   streams = [];
-  server = createServer();
-  server.on("stream", (stream, headers) => {
-    streams.push(stream);
-    unary.serve(stream, headers);
+  server = createKeywardServer({
+    unary: {
+      accepts: (headers) => unary.accepts(headers),
+      serve: (stream, headers) => {
+        streams.push(stream);
+        unary.serve(stream, headers);
+      },
+    },
+    // Everything else goes through node's compat layer (req/res), as connect-node's adapter does.
+    handler: (req, res) => {
+      if ("stream" in req) streams.push(req.stream);
+      res.statusCode = 200;
+      res.end("ok");
+    },
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const address = await server.listen("127.0.0.1", 0);
+  baseUrl = `http://127.0.0.1:${address.port}`;
 });
 
 afterEach(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await server.close(1000);
 });
 
 /** One unary call; resolves with the grpc-status trailer (or header, for trailers-only answers). */
-function call(body: Uint8Array, options: { reset?: boolean } = {}): Promise<string | undefined> {
+function call(body: Uint8Array, options: { reset?: boolean; path?: string } = {}): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const session = connect(baseUrl);
     session.on("error", reject);
-    const req = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers" });
+    const req = session.request({ ":method": "POST", ":path": options.path ?? PATH, "content-type": "application/grpc", te: "trailers" });
     let status: string | undefined;
     req.on("response", (headers) => (status ??= headers["grpc-status"] as string | undefined));
     req.on("trailers", (trailers) => (status = trailers["grpc-status"] as string | undefined));
@@ -73,11 +83,12 @@ async function closed(stream: ServerHttp2Stream): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
 }
 
-describe("lean gRPC path: a closed stream keeps no listeners", () => {
+describe("a closed HTTP/2 stream keeps no listeners", () => {
   it.each([
-    ["an answered call", new Uint8Array([1, 2, 3]), {}, "0"],
-    ["a trailers-only error", new Uint8Array([0xff]), {}, "3"],
-    ["a call the client cancels", new Uint8Array([1, 2, 3]), { reset: true }, undefined],
+    ["lean path: an answered call", new Uint8Array([1, 2, 3]), {}, "0"],
+    ["lean path: a trailers-only error", new Uint8Array([0xff]), {}, "3"],
+    ["lean path: a call the client cancels", new Uint8Array([1, 2, 3]), { reset: true }, undefined],
+    ["compat path: an answered request", new Uint8Array([1]), { path: "/other" }, undefined],
   ] as const)("%s", async (_name, body, options, status) => {
     expect(await call(body, options)).toBe(status);
     expect(streams).toHaveLength(1);
