@@ -17,8 +17,8 @@
 // --heap-growing-percent=50 (old generation collected once it has grown by
 // half its live size, not up to 4×): node:http2 frees each request's header
 // value strings and its stream's native half only in a full GC, and V8 does
-// not count that native memory. Once the lean path stopped promoting finished
-// streams (releaseListeners in transport/server.ts), full GCs became rare and the native
+// not count that native memory. Once finished streams stopped being promoted
+// (releaseListeners in transport/server.ts), full GCs became rare and that
 // memory piled up (RSS 653 MiB after a million hits, 465 before); with it,
 // interleaved A/B at 100k cached keys: RSS 274 vs 465 MiB, CPU per hit -10%
 // vs the build before both changes. Without the listener fix the same flag
