@@ -146,7 +146,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
   http2.on("session", (session: Http2Session) => {
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
-    session.on("error", () => {});
+    session.on("error", ignore);
   });
   // HTTP/1.1 connections time out when idle. HTTP/2 sessions do not: a session
   // timer is refreshed on every read (a measurable cost per call), and it would
@@ -157,7 +157,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
   const track = (socket: Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => {});
+    socket.on("error", ignore);
     socket.setNoDelay(true);
   };
   const toHttp2 = (socket: Socket) => http2.emit("connection", socket);
@@ -210,7 +210,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       else if (socket.alpnProtocol === "http/1.1") toHttp1(socket);
       else sniff(socket);
     });
-    tls.on("tlsClientError", () => {});
+    tls.on("tlsClientError", ignore);
     net = tls;
   } else {
     net = createNetServer((socket) => {
