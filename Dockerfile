@@ -2,15 +2,18 @@
 # Build stage: full dependencies, compile TypeScript, then drop dev dependencies.
 FROM node:24-slim AS build
 WORKDIR /app
-# Toolchain only for native addons that lack a prebuild for the target platform.
+# Toolchain for native addons that lack a prebuild for the target platform, and
+# for keyward's own malloc_trim addon (native/malloc-trim.c, built by npm run build).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ \
+ && apt-get install -y --no-install-recommends python3 make gcc g++ libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+COPY scripts/build-native.mjs ./scripts/build-native.mjs
+COPY native ./native
+RUN KEYWARD_REQUIRE_NATIVE=1 npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # Runtime stage: production dependencies and compiled code only, non-root.
 FROM node:24-slim
@@ -21,6 +24,7 @@ WORKDIR /app
 COPY --from=build --chown=node:node /app/package.json ./package.json
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
+COPY --from=build --chown=node:node /app/build ./build
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

@@ -39,6 +39,8 @@ const SETTINGS = {
   rpc: (process.env.BENCH_MEMORY_RPC ?? "verify") as "verify" | "check",
   /** Extra node flags for keyward, to try V8 options before shipping them. */
   nodeArgs: (process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean),
+  /** Where to write the tail of keyward's own output (e.g. with BENCH_NODE_ARGS=--trace-gc). */
+  outputFile: process.env.BENCH_KEYWARD_OUTPUT,
   /** Extra KEYWARD_* settings, "A=1 B=2". */
   keywardEnv: Object.fromEntries((process.env.BENCH_KEYWARD_ENV ?? "").split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
 };
@@ -216,6 +218,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, SETTINGS.idleSeconds * 1000));
     report.cachedIdle = await stage(kw, inspector, false);
     report.cachedGc = await stage(kw, inspector, true);
+    if (SETTINGS.outputFile) writeFileSync(SETTINGS.outputFile, kw.output());
     report.liveHeapPerKey = (report.cachedGc.self.heapUsed - report.freshGc.self.heapUsed) / SETTINGS.keys;
     if (SETTINGS.snapshot) {
       // Only after every reading: writing a snapshot allocates ~3× the heap in C++ structures, which

@@ -39,6 +39,7 @@ import { createAuditService } from "./transport/audit-service.js";
 import { createAuditReader } from "./core/audit.js";
 import { AuditService } from "./gen/keyward/v1/audit_pb.js";
 import { isServerFault } from "./transport/errors.js";
+import { loadMallocTrim, startMemoryTrimmer, type MemoryTrimmer } from "./memory-trim.js";
 
 export interface AppOptions {
   config: Config;
@@ -223,6 +224,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   let flushTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   let pingTimer: NodeJS.Timeout | undefined;
+  let trimmer: MemoryTrimmer | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -285,6 +287,8 @@ export async function createApp(options: AppOptions): Promise<App> {
         if (migrated) database.ping().then(() => (databaseUp = true), () => (databaseUp = false));
       }, DATABASE_CHECK_MS);
       pingTimer.unref();
+      const trim = config.mallocTrim ? loadMallocTrim() : undefined;
+      trimmer = trim && startMemoryTrimmer({ trim, onTrim: (durationMs, released) => logger.debug({ durationMs, released }, "malloc_trim after a full GC") });
       for (const file of watched) {
         watchFile(file, { interval: TLS_WATCH_MS, persistent: false }, (now, before) => {
           if (now.mtimeMs !== before.mtimeMs) reloadTls(`${file} changed`);
@@ -307,6 +311,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       clearInterval(flushTimer);
       clearInterval(sweepTimer);
       clearInterval(pingTimer);
+      trimmer?.stop();
       for (const file of watched) unwatchFile(file);
       // In-flight calls finish on their own; only what outlives the grace period is cut.
       await server.close(config.shutdownTimeoutSeconds * 1000);

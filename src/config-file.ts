@@ -30,6 +30,7 @@ export const CONFIG_FILE_KEYS = {
   logSampleRate: "KEYWARD_LOG_SAMPLE_RATE",
   workers: "KEYWARD_WORKERS",
   metrics: "KEYWARD_METRICS",
+  mallocTrim: "KEYWARD_MALLOC_TRIM",
   "authz.apiKeyHeader": "KEYWARD_AUTHZ_API_KEY_HEADER",
   "authz.acceptBearer": "KEYWARD_AUTHZ_ACCEPT_BEARER",
   "authz.removeCredential": "KEYWARD_AUTHZ_REMOVE_CREDENTIAL",

@@ -26,6 +26,8 @@ export interface Config {
   workers: number;
   /** KEYWARD_METRICS: serve Prometheus metrics at GET /metrics. */
   metrics: boolean;
+  /** KEYWARD_MALLOC_TRIM: return the C heap's free memory to the OS after full GCs (Linux/glibc; src/memory-trim.ts). */
+  mallocTrim: boolean;
   /** KEYWARD_LOG_SAMPLE_RATE: share (0-1) of hot-path calls (Verify, Check, health) logged. */
   logSampleRate: number;
   /** TLS for the listener; undefined serves cleartext (h2c and HTTP/1.1). */
@@ -252,6 +254,7 @@ export function loadConfig(env: Env = process.env): Config {
     changeFeed: changeFeed(env, databaseUrl),
     workers: workers(env, databaseUrl),
     metrics: bool(env, "KEYWARD_METRICS", true),
+    mallocTrim: bool(env, "KEYWARD_MALLOC_TRIM", true),
     logSampleRate: fraction(env, "KEYWARD_LOG_SAMPLE_RATE", 0),
     tls: tls(env),
   };

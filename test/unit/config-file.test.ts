@@ -51,6 +51,7 @@ logLevel: warn
 logSampleRate: 0.25
 workers: 2
 metrics: false
+mallocTrim: false
 authz:
   apiKeyHeader: X-Token
   acceptBearer: no
@@ -90,6 +91,7 @@ describe("config file", () => {
       KEYWARD_LOG_SAMPLE_RATE: "0.25",
       KEYWARD_WORKERS: "2",
       KEYWARD_METRICS: "false",
+      KEYWARD_MALLOC_TRIM: "false",
       KEYWARD_AUTHZ_API_KEY_HEADER: "X-Token",
       KEYWARD_AUTHZ_ACCEPT_BEARER: "no",
       KEYWARD_AUTHZ_REMOVE_CREDENTIAL: "false",

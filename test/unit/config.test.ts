@@ -8,6 +8,8 @@ describe("configuration", () => {
     expect(config.databaseUrl).toBe("sqlite:./data/keyward.db");
     expect(config.cache).toEqual({ maxEntries: 100_000, ttlSeconds: 60, negativeTtlSeconds: 30, staleIfErrorSeconds: 300 });
     expect(config.adminToken).toBeUndefined();
+    expect(config.mallocTrim).toBe(true);
+    expect(loadConfig({ KEYWARD_MALLOC_TRIM: "off" }).mallocTrim).toBe(false);
   });
 
   it("parses listen addresses", () => {
