@@ -47,7 +47,9 @@ const SETTINGS = {
 const PG_URL = process.env.BENCH_PG_URL ?? process.env.KEYWARD_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const SCOPES = ["bench:read"];
 const MiB = 2 ** 20;
-const GC_SETTLE_MS = 1000;
+// V8 unmaps freed pages on a background thread, and keyward runs malloc_trim after a full GC, at most
+// every 10 s (src/memory-trim.ts): after-GC readings wait for both.
+const GC_SETTLE_MS = 11_000;
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const resultsDir = join(root, "bench/results");
 const log = (line: string) => process.stdout.write(`[memory] ${line}\n`);
@@ -84,7 +86,6 @@ export interface MemoryProbeReport {
 async function stage(kw: ChildServer, url: string, gc: boolean): Promise<Stage> {
   if (gc) {
     await collectGarbage(url);
-    // V8 unmaps freed pages on a background thread: read RSS once that is done.
     await new Promise((r) => setTimeout(r, GC_SETTLE_MS));
   }
   const self = await readProcessMemory(url);

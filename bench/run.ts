@@ -419,8 +419,10 @@ async function main(): Promise<void> {
     // --- Memory after a full GC, now that no row runs on this keyward any more.
     const inspector = inspectorUrl(kw.output());
     const gcAfter = inspector ? await collectGarbage(inspector) : undefined;
-    // V8 unmaps the pages a GC freed on a background thread: read RSS once that is done.
-    await new Promise((r) => setTimeout(r, 1000));
+    // V8 unmaps the pages a GC freed on a background thread, and keyward hands the C heap's free
+    // memory back with malloc_trim after a full GC, at most every 10 s (src/memory-trim.ts): read RSS
+    // once both are done.
+    await new Promise((r) => setTimeout(r, 11_000));
     const rssAfterGc = processMemory(kw.pid);
     const mapsAfterGc = residentByKind(kw.pid);
     memory = {
