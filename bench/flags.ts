@@ -9,6 +9,8 @@
 // BENCH_FLAG_SETS: flag sets separated by ";", each passed as KEYWARD_V8_FLAGS
 // ("" = V8's own defaults); the word `keyward` stands for keyward's default
 // (KEYWARD_V8_FLAGS unset). Default: "keyward;" (keyward's flags vs none).
+// NAME=value words in a set are keyward settings for its process instead:
+// "KEYWARD_MALLOC_TRIM=off keyward" is keyward's flags without malloc_trim.
 // BENCH_BASELINE: another checkout (its built dist/) whose keyward runs every
 // flag set too, interleaved the same way: an A/B of two builds.
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -83,7 +85,8 @@ async function main(): Promise<void> {
           KEYWARD_DATABASE_URL: `sqlite:${db}`,
           KEYWARD_CACHE_TTL_SECONDS: "3600",
           KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: "3600",
-          ...(flags === "keyward" ? {} : { KEYWARD_V8_FLAGS: flags }),
+          ...settingsOf(flags).env,
+          ...(settingsOf(flags).flags === "keyward" ? {} : { KEYWARD_V8_FLAGS: settingsOf(flags).flags }),
         },
         cpus: serverCpus,
         nodeArgs: ["--inspect=127.0.0.1:0"],
@@ -168,6 +171,18 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${markdown}\n`);
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(join(resultsDir, "flags-latest.md"), markdown + "\n");
+}
+
+/** A set's NAME=value words are keyward settings (e.g. KEYWARD_MALLOC_TRIM=off), the rest its V8 flags. */
+function settingsOf(set: string): { env: Record<string, string>; flags: string } {
+  const env: Record<string, string> = {};
+  const flags: string[] = [];
+  for (const word of set.split(/\s+/).filter(Boolean)) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(word);
+    if (m) env[m[1]!] = m[2]!;
+    else flags.push(word);
+  }
+  return { env, flags: flags.join(" ") };
 }
 
 function label(run: { flags: string; baseline: boolean }): string {
