@@ -35,6 +35,8 @@ const SETTINGS = {
   requests: env("BENCH_REQUESTS", 200_000),
   sets: (process.env.BENCH_FLAG_SETS ?? "keyward;").split(";").map((s) => s.trim()),
   baseline: process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined,
+  /** Where to write each keyward's output (the tail), e.g. with --trace-gc in a set. */
+  outputDir: process.env.BENCH_KEYWARD_OUTPUT_DIR,
 };
 const ADMIN_TOKEN = "bench-admin-token-0123456789abcdef";
 const SCOPES = ["bench:read"];
@@ -147,6 +149,10 @@ async function main(): Promise<void> {
       run.rssAfterGc = processMemory(run.kw.pid).rss;
     }
   } finally {
+    if (SETTINGS.outputDir) {
+      mkdirSync(SETTINGS.outputDir, { recursive: true });
+      for (const [i, run] of runs.entries()) writeFileSync(join(SETTINGS.outputDir, `set-${i}.log`), run.kw.output());
+    }
     for (const run of runs) await run.kw.stop();
     rmSync(work, { recursive: true, force: true });
   }

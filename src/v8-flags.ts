@@ -23,7 +23,18 @@
 // interleaved A/B at 100k cached keys: RSS 274 vs 465 MiB, CPU per hit -10%
 // vs the build before both changes. Without the listener fix the same flag
 // cost ~15% CPU (ten full GCs per 100k calls, each sweeping promoted streams).
-export const DEFAULT_V8_FLAGS: readonly string[] = ["--max-semi-space-size=8", "--heap-growing-percent=50"];
+//
+// --no-allocation-site-pretenuring: V8 decides per allocation site, at a
+// scavenge, to allocate its objects straight in old space when ≥85% of those
+// created since the last scavenge survived, and never takes it back. Under
+// load that happens to per-request sites at random (a scavenge in the middle
+// of a batch of new requests read after a pause, every one still in flight):
+// --trace-pretenuring-statistics showed 3 per-request sites tenured in every
+// process and a 4th in the slow ones, which then promoted ~3 MB per scavenge
+// instead of ~1, ran ~10 full GCs per 100k calls instead of ~3.5 and spent
+// 20-30% more CPU per call for the rest of their lives (in about a third of
+// processes started by bench:flags). Without pretenuring no process did.
+export const DEFAULT_V8_FLAGS: readonly string[] = ["--max-semi-space-size=8", "--heap-growing-percent=50", "--no-allocation-site-pretenuring"];
 
 /** KEYWARD_V8_FLAGS replaces the defaults ("" runs with V8's own); flags given to node itself always win. */
 export function v8FlagsToAdd(env: Record<string, string | undefined>, execArgv: readonly string[]): string[] {
@@ -32,8 +43,8 @@ export function v8FlagsToAdd(env: Record<string, string | undefined>, execArgv: 
   for (const flag of wanted) {
     if (!/^--[a-z0-9][a-z0-9_-]*(=\S+)?$/i.test(flag)) throw new TypeError(`KEYWARD_V8_FLAGS: "${flag}" is not a --flag or --flag=value`);
   }
-  // NODE_OPTIONS and the command line may name a flag with _ or -.
-  const name = (flag: string) => flag.split("=", 1)[0]!.replace(/_/g, "-");
+  // NODE_OPTIONS and the command line may name a flag with _ or -, and a boolean one as --x or --no-x.
+  const name = (flag: string) => flag.split("=", 1)[0]!.replace(/_/g, "-").replace(/^--no-/, "--");
   const given = new Set([...execArgv, ...(env.NODE_OPTIONS?.split(/\s+/) ?? [])].filter((a) => a.startsWith("--")).map(name));
   return wanted.filter((flag) => !given.has(name(flag)));
 }

@@ -59,13 +59,16 @@ interface SpawnOptions {
   startTimeoutMs?: number;
 }
 
+// How much of a child's output is kept (BENCH_OUTPUT_TAIL: more, for V8 traces).
+const OUTPUT_TAIL = Number(process.env.BENCH_OUTPUT_TAIL ?? 200_000);
+
 async function spawnServer(options: SpawnOptions): Promise<ChildServer> {
   const [command, ...args] = options.argv;
   const child = spawn(command!, args, { env: options.env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const append = (d: Buffer) => {
     // Keep the tail only: a long bench must not hold every log line.
-    out = (out + String(d)).slice(-200_000);
+    out = (out + String(d)).slice(-OUTPUT_TAIL);
   };
   child.stdout!.on("data", append);
   child.stderr!.on("data", append);

@@ -20,7 +20,10 @@ describe("V8 flags", () => {
     const others = (name: string) => DEFAULT_V8_FLAGS.filter((flag) => !flag.startsWith(`${name}=`));
     expect(v8FlagsToAdd({}, ["--max-semi-space-size=32"])).toEqual(others("--max-semi-space-size"));
     expect(v8FlagsToAdd({ NODE_OPTIONS: "--max_semi_space_size=2" }, [])).toEqual(others("--max-semi-space-size"));
-    expect(v8FlagsToAdd({ NODE_OPTIONS: "--heap_growing_percent=10" }, ["--max-semi-space-size=32"])).toEqual([]);
+    expect(v8FlagsToAdd({ NODE_OPTIONS: "--heap_growing_percent=10 --allocation-site-pretenuring" }, ["--max-semi-space-size=32"])).toEqual([]);
+    // A boolean flag counts as given in either sense: --x overrides keyward's --no-x.
+    expect(v8FlagsToAdd({}, ["--allocation_site_pretenuring"])).not.toContain("--no-allocation-site-pretenuring");
+    expect(v8FlagsToAdd({}, ["--no-allocation-site-pretenuring"])).toEqual(DEFAULT_V8_FLAGS.filter((f) => f !== "--no-allocation-site-pretenuring"));
     expect(v8FlagsToAdd({ KEYWARD_V8_FLAGS: "--max-semi-space-size=8 --stack-size=2000" }, ["--stack-size=900"])).toEqual([
       "--max-semi-space-size=8",
     ]);
