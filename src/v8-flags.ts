@@ -32,8 +32,9 @@
 // --trace-pretenuring-statistics showed 3 per-request sites tenured in every
 // process and a 4th in the slow ones, which then promoted ~3 MB per scavenge
 // instead of ~1, ran ~10 full GCs per 100k calls instead of ~3.5 and spent
-// 20-30% more CPU per call for the rest of their lives (in about a third of
-// processes started by bench:flags). Without pretenuring no process did.
+// 20-60% more CPU per call for the rest of their lives: 2 of 5 processes in
+// the A/B (and 9 of 27 in earlier runs), against 0 of 5 (and 0 of 3) without
+// pretenuring. Its cost: fewer full GCs, so RSS under load ~30-50 MiB higher.
 export const DEFAULT_V8_FLAGS: readonly string[] = ["--max-semi-space-size=8", "--heap-growing-percent=50", "--no-allocation-site-pretenuring"];
 
 /** KEYWARD_V8_FLAGS replaces the defaults ("" runs with V8's own); flags given to node itself always win. */
