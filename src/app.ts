@@ -129,12 +129,16 @@ export async function createApp(options: AppOptions): Promise<App> {
     );
   let databaseUp = false;
   const limiter = createRateLimiter();
+  // Loaded now so /metrics knows whether it runs; started with the server.
+  const trim = config.mallocTrim ? loadMallocTrim() : undefined;
+  let trimmer: MemoryTrimmer | undefined;
   const metrics = createMetrics({
     cache: () => cache.stats(),
     usage: () => ({ ...usageStats, pendingKeys: usage.pendingKeys() }),
     database: () => ({ up: databaseUp, pool: database.poolState() }),
     rateLimitWindows: () => limiter.size(),
     changeFeed: feed && (() => ({ ...feed.stats(), ...cacheSync.stats() })),
+    mallocTrim: trim && (() => trimmer?.stats() ?? { trims: 0, totalMs: 0 }),
   });
   const hasher = createKeyHasher(config.hashPepper);
   const verifier = createVerifier({ cache, digest: createKeyHasher(config.hashPepper, "latin1"), limiter, usage, clock, onDecision: metrics.decision });
@@ -224,7 +228,6 @@ export async function createApp(options: AppOptions): Promise<App> {
   let flushTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   let pingTimer: NodeJS.Timeout | undefined;
-  let trimmer: MemoryTrimmer | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -287,7 +290,6 @@ export async function createApp(options: AppOptions): Promise<App> {
         if (migrated) database.ping().then(() => (databaseUp = true), () => (databaseUp = false));
       }, DATABASE_CHECK_MS);
       pingTimer.unref();
-      const trim = config.mallocTrim ? loadMallocTrim() : undefined;
       trimmer = trim && startMemoryTrimmer({ trim, onTrim: (durationMs, released) => logger.debug({ durationMs, released }, "malloc_trim after a full GC") });
       for (const file of watched) {
         watchFile(file, { interval: TLS_WATCH_MS, persistent: false }, (now, before) => {

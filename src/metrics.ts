@@ -23,6 +23,8 @@ export interface MetricsSources {
   database(): { up: boolean; pool?: { total: number; idle: number; waiting: number } };
   rateLimitWindows(): number;
   changeFeed?(): { listening: boolean; notifications: number; reconnects: number; evictions: number; clears: number };
+  /** Where malloc_trim runs after full GCs (src/memory-trim.ts). */
+  mallocTrim?(): { trims: number; totalMs: number };
 }
 
 export interface Metrics {
@@ -256,6 +258,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
         this.set(feed().listening ? 1 : 0);
       },
     });
+  }
+
+  if (sources.mallocTrim) {
+    const trim = sources.mallocTrim;
+    mirrored(registry, "keyward_malloc_trims_total", "malloc_trim calls after full GCs (free C heap returned to the OS).", () => trim().trims);
+    mirrored(registry, "keyward_malloc_trim_seconds_total", "Time the event loop spent in malloc_trim.", () => trim().totalMs / 1000);
   }
 
   return {

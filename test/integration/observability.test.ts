@@ -1,6 +1,8 @@
 // Metrics at GET /metrics and structured logs: counts by result code and RPC,
 // cache and usage state, bounded labels, one log line per management call with
 // request and trace ids, no line per Verify unless sampled, never key material.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authorization } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { KeyService, VerifyCode } from "../../src/gen/keyward/v1/keys_pb.js";
@@ -18,6 +20,8 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
   }
   return undefined;
 }
+
+const glibc = process.platform === "linux" && (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime !== undefined;
 
 describe("observability", () => {
   let kw: RunningKeyward;
@@ -67,6 +71,19 @@ describe("observability", () => {
     // Counters never go backwards between scrapes.
     expect(metric(after, "keyward_decisions_total", { result: "valid" })).toBe(7);
   });
+
+  it.runIf(glibc)("counts malloc_trim calls after full GCs", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const trims = async () => metric(await (await fetch(`${kw.baseUrl}/metrics`)).text(), "keyward_malloc_trims_total");
+    const before = await trims();
+    expect(before).toBeGreaterThanOrEqual(0);
+    gc();
+    // The trim follows a full GC after 500 ms, at most every 10 s.
+    const deadline = Date.now() + 15_000;
+    while ((await trims())! <= before! && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await trims()).toBeGreaterThan(before!);
+  }, 20_000);
 
   it("logs one line per management call with request and trace ids, none per Verify", async () => {
     const keys = connectClients("connect-json").client(KeyService, kw.baseUrl);
