@@ -87,8 +87,7 @@ async function main(): Promise<void> {
           KEYWARD_DATABASE_URL: `sqlite:${db}`,
           KEYWARD_CACHE_TTL_SECONDS: "3600",
           KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: "3600",
-          ...settingsOf(flags).env,
-          ...(settingsOf(flags).flags === "keyward" ? {} : { KEYWARD_V8_FLAGS: settingsOf(flags).flags }),
+          ...setEnv(flags),
         },
         cpus: serverCpus,
         nodeArgs: ["--inspect=127.0.0.1:0"],
@@ -179,8 +178,8 @@ async function main(): Promise<void> {
   writeFileSync(join(resultsDir, "flags-latest.md"), markdown + "\n");
 }
 
-/** A set's NAME=value words are keyward settings (e.g. KEYWARD_MALLOC_TRIM=off), the rest its V8 flags. */
-function settingsOf(set: string): { env: Record<string, string>; flags: string } {
+/** A set's NAME=value words are keyward settings (e.g. KEYWARD_MALLOC_TRIM=off), the rest its KEYWARD_V8_FLAGS. */
+function setEnv(set: string): Record<string, string> {
   const env: Record<string, string> = {};
   const flags: string[] = [];
   for (const word of set.split(/\s+/).filter(Boolean)) {
@@ -188,7 +187,8 @@ function settingsOf(set: string): { env: Record<string, string>; flags: string }
     if (m) env[m[1]!] = m[2]!;
     else flags.push(word);
   }
-  return { env, flags: flags.join(" ") };
+  const v8 = flags.join(" ");
+  return v8 === "keyward" ? env : { ...env, KEYWARD_V8_FLAGS: v8 };
 }
 
 function label(run: { flags: string; baseline: boolean }): string {

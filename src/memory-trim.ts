@@ -37,26 +37,24 @@ export interface MemoryTrimmerOptions {
 }
 
 export interface MemoryTrimmer {
-  stats(): { trims: number; released: number; totalMs: number };
+  stats(): { trims: number; totalMs: number };
   stop(): void;
 }
 
 export function startMemoryTrimmer(options: MemoryTrimmerOptions): MemoryTrimmer {
   const delayMs = options.delayMs ?? 500;
   const minIntervalMs = options.minIntervalMs ?? 10_000;
-  const stats = { trims: 0, released: 0, totalMs: 0 };
+  const stats = { trims: 0, totalMs: 0 };
   let last = -Infinity;
   let timer: NodeJS.Timeout | undefined;
   const run = () => {
     timer = undefined;
     const start = performance.now();
     const released = options.trim();
-    const durationMs = performance.now() - start;
     last = performance.now();
     stats.trims++;
-    if (released) stats.released++;
-    stats.totalMs += durationMs;
-    options.onTrim?.(durationMs, released);
+    stats.totalMs += last - start;
+    options.onTrim?.(last - start, released);
   };
   const observer = new PerformanceObserver((list) => {
     if (timer !== undefined) return;
