@@ -39,6 +39,7 @@ import { createAuditService } from "./transport/audit-service.js";
 import { createAuditReader } from "./core/audit.js";
 import { AuditService } from "./gen/keyward/v1/audit_pb.js";
 import { isServerFault } from "./transport/errors.js";
+import { loadCollector, startIdleGc, type IdleGc } from "./idle-gc.js";
 import { loadMallocTrim, startMemoryTrimmer, type MemoryTrimmer } from "./memory-trim.js";
 
 export interface AppOptions {
@@ -132,6 +133,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   // Loaded now so /metrics knows whether it runs; started with the server.
   const trim = config.mallocTrim ? loadMallocTrim() : undefined;
   let trimmer: MemoryTrimmer | undefined;
+  const collect = config.idleGc ? loadCollector() : undefined;
+  let idleGc: IdleGc | undefined;
   const metrics = createMetrics({
     cache: () => cache.stats(),
     usage: () => ({ ...usageStats, pendingKeys: usage.pendingKeys() }),
@@ -139,6 +142,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     rateLimitWindows: () => limiter.size(),
     changeFeed: feed && (() => ({ ...feed.stats(), ...cacheSync.stats() })),
     mallocTrim: trim && (() => trimmer?.stats() ?? { trims: 0, totalMs: 0 }),
+    idleGc: collect && (() => idleGc?.stats() ?? { collections: 0, totalMs: 0 }),
   });
   const hasher = createKeyHasher(config.hashPepper);
   const verifier = createVerifier({ cache, digest: createKeyHasher(config.hashPepper, "latin1"), limiter, usage, clock, onDecision: metrics.decision });
@@ -291,6 +295,12 @@ export async function createApp(options: AppOptions): Promise<App> {
       }, DATABASE_CHECK_MS);
       pingTimer.unref();
       trimmer = trim && startMemoryTrimmer({ trim, onTrim: (durationMs, released) => logger.debug({ durationMs, released }, "malloc_trim after a full GC") });
+      idleGc =
+        collect &&
+        startIdleGc({
+          collect,
+          onCollect: (durationMs, freedBytes) => logger.debug({ durationMs, freedMiB: Math.round(freedBytes / 2 ** 20) }, "idle GC"),
+        });
       for (const file of watched) {
         watchFile(file, { interval: TLS_WATCH_MS, persistent: false }, (now, before) => {
           if (now.mtimeMs !== before.mtimeMs) reloadTls(`${file} changed`);
@@ -314,6 +324,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       clearInterval(sweepTimer);
       clearInterval(pingTimer);
       trimmer?.stop();
+      idleGc?.stop();
       for (const file of watched) unwatchFile(file);
       // In-flight calls finish on their own; only what outlives the grace period is cut.
       await server.close(config.shutdownTimeoutSeconds * 1000);

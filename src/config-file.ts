@@ -31,6 +31,7 @@ export const CONFIG_FILE_KEYS = {
   workers: "KEYWARD_WORKERS",
   metrics: "KEYWARD_METRICS",
   mallocTrim: "KEYWARD_MALLOC_TRIM",
+  idleGc: "KEYWARD_IDLE_GC",
   "authz.apiKeyHeader": "KEYWARD_AUTHZ_API_KEY_HEADER",
   "authz.acceptBearer": "KEYWARD_AUTHZ_ACCEPT_BEARER",
   "authz.removeCredential": "KEYWARD_AUTHZ_REMOVE_CREDENTIAL",

@@ -28,6 +28,8 @@ export interface Config {
   metrics: boolean;
   /** KEYWARD_MALLOC_TRIM: return the C heap's free memory to the OS after full GCs (Linux/glibc; src/memory-trim.ts). */
   mallocTrim: boolean;
+  /** KEYWARD_IDLE_GC: collect the heap once the server goes idle after it grew (src/idle-gc.ts). */
+  idleGc: boolean;
   /** KEYWARD_LOG_SAMPLE_RATE: share (0-1) of hot-path calls (Verify, Check, health) logged. */
   logSampleRate: number;
   /** TLS for the listener; undefined serves cleartext (h2c and HTTP/1.1). */
@@ -255,6 +257,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: workers(env, databaseUrl),
     metrics: bool(env, "KEYWARD_METRICS", true),
     mallocTrim: bool(env, "KEYWARD_MALLOC_TRIM", true),
+    idleGc: bool(env, "KEYWARD_IDLE_GC", true),
     logSampleRate: fraction(env, "KEYWARD_LOG_SAMPLE_RATE", 0),
     tls: tls(env),
   };

@@ -25,6 +25,8 @@ export interface MetricsSources {
   changeFeed?(): { listening: boolean; notifications: number; reconnects: number; evictions: number; clears: number };
   /** Where malloc_trim runs after full GCs (src/memory-trim.ts). */
   mallocTrim?(): { trims: number; totalMs: number };
+  /** Full GCs keyward ran once idle (src/idle-gc.ts). */
+  idleGc?(): { collections: number; totalMs: number };
 }
 
 export interface Metrics {
@@ -264,6 +266,11 @@ export function createMetrics(sources: MetricsSources): Metrics {
     const trim = sources.mallocTrim;
     mirrored(registry, "keyward_malloc_trims_total", "malloc_trim calls after full GCs (free C heap returned to the OS).", () => trim().trims);
     mirrored(registry, "keyward_malloc_trim_seconds_total", "Time the event loop spent in malloc_trim.", () => trim().totalMs / 1000);
+  }
+  if (sources.idleGc) {
+    const idle = sources.idleGc;
+    mirrored(registry, "keyward_idle_gcs_total", "Full GCs run once the server went idle after the heap grew.", () => idle().collections);
+    mirrored(registry, "keyward_idle_gc_seconds_total", "Time the event loop spent in idle GCs.", () => idle().totalMs / 1000);
   }
 
   return {

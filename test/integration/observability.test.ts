@@ -85,6 +85,12 @@ describe("observability", () => {
     expect(await trims()).toBeGreaterThan(before!);
   }, 20_000);
 
+  it("exports the idle GC's counters", async () => {
+    const text = await (await fetch(`${kw.baseUrl}/metrics`)).text();
+    expect(metric(text, "keyward_idle_gcs_total")).toBeGreaterThanOrEqual(0);
+    expect(metric(text, "keyward_idle_gc_seconds_total")).toBeGreaterThanOrEqual(0);
+  });
+
   it("logs one line per management call with request and trace ids, none per Verify", async () => {
     const keys = connectClients("connect-json").client(KeyService, kw.baseUrl);
     const before = kw.logs.length;
