@@ -81,6 +81,9 @@ export interface BenchReport {
   memory: {
     rssBeforeMiB: number;
     rssAfterMiB: number;
+    /** RSS after the run's last row and idleSeconds without calls (idle GC, memory reducer), no forced GC. */
+    rssIdleMiB: number;
+    idleSeconds: number;
     rssAfterGcMiB: number;
     /** Resident pages mapped from files (the node binary, shared libraries): before, as it stands, after GC. */
     fileBackedMiB?: { before: number; after: number; afterGc: number };
@@ -151,6 +154,7 @@ export function renderMarkdown(report: BenchReport): string {
     `| keyward process | before | after verifying ${int(report.memory.cachedKeys)} distinct keys |`,
     "| --- | ---: | ---: |",
     `| RSS (VmRSS) as it stands | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
+    `| RSS at the end of the run, after ${report.memory.idleSeconds} s without calls (no forced GC) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
     `| RSS right after a full GC (at the end of the run) | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
     ...(report.memory.fileBackedMiB && report.memory.mallocMiB
       ? [
