@@ -153,7 +153,7 @@ export function renderMarkdown(report: BenchReport): string {
     "",
     `| keyward process | before | after verifying ${int(report.memory.cachedKeys)} distinct keys |`,
     "| --- | ---: | ---: |",
-    `| RSS (VmRSS) as it stands | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
+    `| RSS (VmRSS) as it stands (after: once the fill's usage write-behind has been quiet for 6 s; no forced GC) | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
     `| RSS at the end of the run, after ${report.memory.idleSeconds} s without calls (no forced GC) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
     `| RSS right after a full GC (at the end of the run) | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
     ...(report.memory.fileBackedMiB && report.memory.mallocMiB
