@@ -295,6 +295,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       }, DATABASE_CHECK_MS);
       pingTimer.unref();
       trimmer = trim && startMemoryTrimmer({ trim, onTrim: (durationMs, released) => logger.debug({ durationMs, released }, "malloc_trim after a full GC") });
+      if (config.idleGc && !collect) logger.warn("KEYWARD_IDLE_GC: V8 gave no gc() function; running without the idle GC");
       idleGc =
         collect &&
         startIdleGc({
