@@ -15,9 +15,10 @@
 // idleMs, and runs only when the old generation grew by minGrowthBytes since
 // the last full GC: a trickle of traffic promotes too little to get there,
 // so it never turns into a collection every idleMs.
-import { constants, PerformanceObserver, performance, type EventLoopUtilization } from "node:perf_hooks";
+import { performance, type EventLoopUtilization } from "node:perf_hooks";
 import v8 from "node:v8";
 import vm from "node:vm";
+import { onMajorGc } from "./gc-events.js";
 
 export type CollectFunction = () => void;
 
@@ -85,12 +86,9 @@ export function startIdleGc(options: IdleGcOptions): IdleGc {
   // The busy share of the last idleChecks checks.
   const window: number[] = [];
 
-  const observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      if ((entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) baseline = heapUsed();
-    }
+  const unsubscribe = onMajorGc(() => {
+    baseline = heapUsed();
   });
-  observer.observe({ entryTypes: ["gc"] });
 
   const timer = setInterval(() => {
     window.push(utilization());
@@ -113,7 +111,7 @@ export function startIdleGc(options: IdleGcOptions): IdleGc {
     stats: () => ({ ...stats }),
     stop() {
       clearInterval(timer);
-      observer.disconnect();
+      unsubscribe();
     },
   };
 }

@@ -11,7 +11,7 @@
 // after the pause) and at most once per interval: it walks every arena while
 // holding its lock.
 import { createRequire } from "node:module";
-import { constants, PerformanceObserver } from "node:perf_hooks";
+import { onMajorGc } from "./gc-events.js";
 
 export type TrimFunction = () => boolean;
 
@@ -56,21 +56,15 @@ export function startMemoryTrimmer(options: MemoryTrimmerOptions): MemoryTrimmer
     stats.totalMs += last - start;
     options.onTrim?.(last - start, released);
   };
-  const observer = new PerformanceObserver((list) => {
+  const unsubscribe = onMajorGc(() => {
     if (timer !== undefined) return;
-    for (const entry of list.getEntries()) {
-      if ((entry as { detail?: { kind?: number } }).detail?.kind !== constants.NODE_PERFORMANCE_GC_MAJOR) continue;
-      const wait = Math.max(delayMs, last + minIntervalMs - performance.now());
-      timer = setTimeout(run, wait);
-      timer.unref();
-      return;
-    }
+    timer = setTimeout(run, Math.max(delayMs, last + minIntervalMs - performance.now()));
+    timer.unref();
   });
-  observer.observe({ entryTypes: ["gc"] });
   return {
     stats: () => ({ ...stats }),
     stop() {
-      observer.disconnect();
+      unsubscribe();
       clearTimeout(timer);
       timer = undefined;
     },
