@@ -2,8 +2,9 @@
 // (HeapProfiler.collectGarbage), cycle after cycle, to see whether and how long
 // keyward stays slower. BENCH_AFTER_GC_ENV="A=1 B=2" sets keyward settings
 // (KEYWARD_V8_FLAGS=...), BENCH_AFTER_GC_TRIGGER=none runs the same rounds without the GC,
-// =idle:25 waits 25 s without calls instead.
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+// =idle:25 waits 25 s without calls instead. BENCH_KEYWARD_OUTPUT=file keeps keyward's output
+// (with --trace-opt/--trace-deopt in KEYWARD_V8_FLAGS, what V8 recompiles after the trigger).
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKeyHasher, generateKey } from "../src/core/key-format.js";
@@ -67,12 +68,14 @@ try {
       const gc = await stopGcProfile(inspector);
       if (r.problems.length > 0) throw new Error(r.problems.join("; "));
       byPosition[position]!.push((cpu / REQUESTS) * 1e6);
+      if (process.env.BENCH_KEYWARD_OUTPUT) process.stdout.write(`@@ cycle ${cycle} round ${position + 1} done\n`);
       log(`cycle ${cycle} round ${position + 1}: ${((cpu / REQUESTS) * 1e6).toFixed(1)} µs/call, GC ${((gc.scavengeUs + gc.markCompactUs) / REQUESTS).toFixed(2)} µs/call, ${gc.markCompacts} full GCs, ${Math.round(r.result.rps)}/s, RSS ${(processMemory(kw.pid).rss / 2 ** 20).toFixed(1)} MiB`);
     }
   }
   const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
   log(`median CPU µs/call by round after the ${TRIGGER === "inspector" ? "GC" : "(no) GC"}: ${byPosition.map((xs, i) => `${i + 1}: ${med(xs).toFixed(1)}`).join(", ")}`);
 } finally {
+  if (process.env.BENCH_KEYWARD_OUTPUT) writeFileSync(process.env.BENCH_KEYWARD_OUTPUT, kw.output());
   await kw.stop();
   rmSync(work, { recursive: true, force: true });
 }
