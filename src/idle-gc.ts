@@ -6,9 +6,10 @@
 // from samples it takes at GCs and on its own timer, and with keyward idle it
 // often keeps seeing "high alloc" until its ~100 s watchdog (bench/README.md).
 // JDK 12's periodic G1 collection (JEP 346) exists for the same reason, and
-// like it this is opt-in (KEYWARD_IDLE_GC): after such a collection the first
-// seconds of the next burst cost up to ~20% more CPU per call (bench/README.md,
-// "Memory probe"; not understood yet). The
+// like it this is opt-in (KEYWARD_IDLE_GC): a memory-reducing GC does not
+// retain dead maps, so at idle it discards the hot path's optimized code, and
+// the first seconds of the next burst cost up to ~20% more CPU per call
+// (bench/README.md, "Memory probe"). The
 // collection is V8's memory-reducing one (several passes, compacting, the
 // young generation shrunk back, pooled pages released); the malloc trimmer
 // (memory-trim.ts) follows it. It is one pause (~0.25 s with 100k cached
