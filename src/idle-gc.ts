@@ -2,21 +2,25 @@
 // that served a burst gives the memory back within seconds instead of keeping
 // it until the next burst.
 //
-// V8's memory reducer is meant to do this, but it judges the allocation rate
-// from samples it takes at GCs and on its own timer, and with keyward idle it
-// often keeps seeing "high alloc" until its ~100 s watchdog (bench/README.md).
-// JDK 12's periodic G1 collection (JEP 346) exists for the same reason, and
-// like it this is opt-in (KEYWARD_IDLE_GC): a memory-reducing GC does not
-// retain dead maps, so at idle it discards the hot path's optimized code, and
-// the first seconds of the next burst cost up to ~20% more CPU per call
-// (bench/README.md, "Memory probe"). The
-// collection is V8's memory-reducing one (several passes, compacting, the
+// V8's memory reducer is meant to do exactly this: once the allocation rate
+// drops after a GC it runs memory-reducing GCs ~8 s later. On Node 24 it never
+// sees an idle keyward (or any idle Node server) as idle: Node's C++ heap
+// (cppgc) allocates nothing at idle, V8 rates an allocation speed of exactly
+// zero as the worst mutator utilization ("high alloc"), and only its ~100 s
+// watchdog is left (bench/README.md, "Memory probe"). This restores the
+// designed behaviour, on by default (KEYWARD_IDLE_GC). Its cost is V8's own:
+// a memory-reducing GC does not retain dead maps, so at idle it discards the
+// hot path's optimized code, and the first ~100k calls of the next burst cost
+// ~15% more CPU while V8 re-optimizes and the shrunk heap regrows.
+// The collection is V8's memory-reducing one (several passes, compacting, the
 // young generation shrunk back, pooled pages released); the malloc trimmer
 // (memory-trim.ts) follows it. It is one pause (~0.25 s with 100k cached
 // keys), so it waits for an event loop busy less than maxUtilization over
-// idleMs, and runs only when the old generation grew by minGrowthBytes since
-// the last full GC: a trickle of traffic promotes too little to get there,
-// so it never turns into a collection every idleMs.
+// idleMs, and runs only when there is something to give back: the old
+// generation grew by minGrowthBytes since the last full GC, or the heap holds
+// minGrowthBytes more committed-but-unused memory than right after the last
+// idle collection (V8's own full GCs keep the pages they empty). A trickle of
+// traffic gets to neither soon, so it never turns into a collection every idleMs.
 import { performance, type EventLoopUtilization } from "node:perf_hooks";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -51,6 +55,12 @@ export function oldGenerationUsed(): number {
   return used;
 }
 
+/** Heap memory resident but not in use: pages V8 keeps after emptying them, an empty young generation. */
+export function heapSlack(): number {
+  const heap = v8.getHeapStatistics();
+  return Math.max(0, heap.total_physical_size - heap.used_heap_size);
+}
+
 export interface IdleGcOptions {
   collect: CollectFunction;
   /** How often idleness is sampled. */
@@ -59,12 +69,14 @@ export interface IdleGcOptions {
   idleMs?: number;
   /** Idle: busy less than this share of the last idleMs (an idle keyward is at ~0.002; 0.005 is a few dozen Verify calls/s). */
   maxUtilization?: number;
-  /** Old-generation growth since the last full GC that makes a collection worth it. */
+  /** Old-generation growth since the last full GC, or heap slack (see heapSlack) added since the last idle collection, that makes a collection worth it. */
   minGrowthBytes?: number;
   /** Event loop utilization since the previous call (tests). */
   utilization?: () => number;
   /** Old-generation bytes in use (tests). */
   heapUsed?: () => number;
+  /** Resident heap bytes not in use (tests). */
+  heapSlack?: () => number;
   /** After each collection: how long it took and the old-generation bytes it freed. */
   onCollect?: (durationMs: number, freedBytes: number) => void;
 }
@@ -80,11 +92,14 @@ export function startIdleGc(options: IdleGcOptions): IdleGc {
   const maxUtilization = options.maxUtilization ?? 0.005;
   const minGrowth = options.minGrowthBytes ?? 16 * 2 ** 20;
   const heapUsed = options.heapUsed ?? oldGenerationUsed;
+  const slack = options.heapSlack ?? heapSlack;
   const utilization = options.utilization ?? eventLoopUtilization();
   const stats = { collections: 0, totalMs: 0 };
   // Old generation after the last full GC, V8's own included: read when the GC
   // is reported, which a serving event loop does within a turn.
   let baseline = heapUsed();
+  // Slack right after the last idle collection: what a collection cannot give back.
+  let slackBaseline = 0;
   // The busy share of the last idleChecks checks.
   const window: number[] = [];
 
@@ -97,13 +112,14 @@ export function startIdleGc(options: IdleGcOptions): IdleGc {
     if (window.length > idleChecks) window.shift();
     if (window.length < idleChecks || window.reduce((sum, u) => sum + u, 0) / idleChecks >= maxUtilization) return;
     const before = heapUsed();
-    if (before - baseline < minGrowth) return;
+    if (before - baseline < minGrowth && slack() - slackBaseline < minGrowth) return;
     const start = performance.now();
     options.collect();
     const durationMs = performance.now() - start;
     stats.collections++;
     stats.totalMs += durationMs;
     baseline = heapUsed();
+    slackBaseline = slack();
     window.length = 0;
     options.onCollect?.(durationMs, before - baseline);
   }, checkMs);

@@ -81,7 +81,7 @@ export interface BenchReport {
   memory: {
     rssBeforeMiB: number;
     rssAfterMiB: number;
-    /** RSS after the run's last row and idleSeconds without calls (idle GC, memory reducer), no forced GC. */
+    /** RSS idleSeconds after rssAfterMiB, before any throughput row: at rest (idle GC), no forced GC. */
     rssIdleMiB: number;
     idleSeconds: number;
     rssAfterGcMiB: number;
@@ -92,8 +92,8 @@ export interface BenchReport {
     hwmMiB: number;
     /**
      * Live JS heap after a full GC: a fresh keyward's (the second process, before its first
-     * call) and the main one's at the end of the run (every throughput row done: a forced
-     * GC slows a process for good), holding the cached keys and the negative entries.
+     * call) and the main one's at the end of the run (every throughput row done), holding
+     * the cached keys and the negative entries.
      */
     heapBeforeMiB: number;
     heapAfterMiB: number;
@@ -154,7 +154,7 @@ export function renderMarkdown(report: BenchReport): string {
     `| keyward process | before | after verifying ${int(report.memory.cachedKeys)} distinct keys |`,
     "| --- | ---: | ---: |",
     `| RSS (VmRSS) as it stands (after: once the fill's usage write-behind has been quiet for 6 s; no forced GC) | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
-    `| RSS at the end of the run, after ${report.memory.idleSeconds} s without calls (no forced GC) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
+    `| RSS at rest, ${report.memory.idleSeconds} s later without calls (keyward's idle GC; nothing forced) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
     `| RSS right after a full GC (at the end of the run) | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
     ...(report.memory.fileBackedMiB && report.memory.mallocMiB
       ? [
@@ -164,7 +164,7 @@ export function renderMarkdown(report: BenchReport): string {
       : []),
     `| live JS heap after a full GC (before: a fresh keyward; after: at the end of the run${report.memory.negativeKeys ? `, also holding ${int(report.memory.negativeKeys)} unknown keys` : ""}) | ${report.memory.heapBeforeMiB.toFixed(1)} MiB | ${report.memory.heapAfterMiB.toFixed(1)} MiB (${(((report.memory.heapAfterMiB - report.memory.heapBeforeMiB) * 2 ** 20) / report.memory.cachedKeys).toFixed(0)} bytes per key) |`,
     "",
-    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it. The idle and after-GC readings come last: a memory-reducing GC at idle discards the hot path's optimized code (bench/README.md, "Memory probe"), so no throughput row runs after one.`,
+    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it. The warm-ups and rows run after the idle collection, as a burst after a quiet spell would: a memory-reducing GC at idle discards the hot path's optimized code, which the warm-ups rebuild (bench/README.md, "Memory probe").`,
     "",
     "## Database statements (counted on the wire between keyward and PostgreSQL)",
     "",

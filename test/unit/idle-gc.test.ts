@@ -49,6 +49,7 @@ describe("idle GC", () => {
       minGrowthBytes: 16 * MiB,
       utilization: () => busy,
       heapUsed: () => heap,
+      heapSlack: () => 0,
     });
     try {
       // Grown but busy: nothing.
@@ -76,13 +77,45 @@ describe("idle GC", () => {
     const gc = rawGc();
     let heap = 100 * MiB;
     let collections = 0;
-    const idle = startIdleGc({ collect: () => collections++, checkMs: 10, idleMs: 30, minGrowthBytes: 16 * MiB, utilization: () => 0.001, heapUsed: () => heap });
+    const idle = startIdleGc({ collect: () => collections++, checkMs: 10, idleMs: 30, minGrowthBytes: 16 * MiB, utilization: () => 0.001, heapUsed: () => heap, heapSlack: () => 0 });
     try {
       heap = 150 * MiB;
       // A full GC that is not keyward's: what stands after it is the new baseline.
       gc();
       await sleep(120);
       expect(collections).toBe(0);
+    } finally {
+      idle.stop();
+    }
+  });
+
+  it("gives back what a full GC left resident but unused, once per growth of it", async () => {
+    // V8's own full GC at the end of a burst: the old generation is back at its live size (no
+    // growth since), but the pages it emptied and the young generation stay resident.
+    let slack = 60 * MiB;
+    let collections = 0;
+    const idle = startIdleGc({
+      collect: () => {
+        collections++;
+        // What a memory-reducing GC cannot give back (pages holding live objects).
+        slack = 3 * MiB;
+      },
+      checkMs: 10,
+      idleMs: 30,
+      minGrowthBytes: 16 * MiB,
+      utilization: () => 0.001,
+      heapUsed: () => 100 * MiB,
+      heapSlack: () => slack,
+    });
+    try {
+      await until(() => collections === 1);
+      // Counted from what stood right after the collection: 3 + 10 MiB is not enough…
+      slack = 13 * MiB;
+      await sleep(120);
+      expect(collections).toBe(1);
+      // …3 + 16 MiB is.
+      slack = 19 * MiB;
+      await until(() => collections === 2);
     } finally {
       idle.stop();
     }
@@ -100,6 +133,7 @@ describe("idle GC", () => {
       // Busy on every 5th check: the average of any 10 checks is above the threshold.
       utilization: () => (++checks % 5 === 0 ? 0.9 : 0.001),
       heapUsed: () => (heap += MiB),
+      heapSlack: () => 0,
     });
     try {
       await until(() => checks >= 40);
