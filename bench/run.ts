@@ -113,6 +113,8 @@ async function main(): Promise<void> {
       KEYWARD_ADMIN_TOKEN: ADMIN_TOKEN,
       KEYWARD_CACHE_TTL_SECONDS: String(SETTINGS.cacheTtlSeconds),
       KEYWARD_NEGATIVE_CACHE_TTL_SECONDS: String(SETTINGS.cacheTtlSeconds),
+      // BENCH_KEYWARD_ENV="A=1 B=2": settings to try (A/B runs).
+      ...Object.fromEntries((process.env.BENCH_KEYWARD_ENV ?? "").split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
     };
     // --inspect (idle, loopback) only so the bench can ask for a full GC before reading memory
     // at the end of the run.
@@ -556,7 +558,7 @@ async function main(): Promise<void> {
         note: "Shared machine: other work may run meanwhile; compare rows of one run, and the ranges across rounds.",
         source,
       },
-      settings: { ...SETTINGS },
+      settings: { ...SETTINGS, ...(process.env.BENCH_KEYWARD_ENV ? { keywardEnv: process.env.BENCH_KEYWARD_ENV } : {}) },
       throughput,
       latency,
       memory: memory!,
