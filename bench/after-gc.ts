@@ -4,6 +4,8 @@
 // (KEYWARD_V8_FLAGS=...), BENCH_AFTER_GC_TRIGGER=none runs the same rounds without the GC,
 // =idle:25 waits 25 s without calls instead. BENCH_KEYWARD_OUTPUT=file keeps keyward's output
 // (with --trace-opt/--trace-deopt in KEYWARD_V8_FLAGS, what V8 recompiles after the trigger).
+// BENCH_AFTER_GC_SCENARIOS=check-hit,verify-hit,health runs a mixed load: each scenario in turn per
+// round, the first one's CPU per call in the summary, the others' in the log.
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,6 +25,8 @@ const REQUESTS = env("BENCH_REQUESTS", 200_000);
 const CYCLES = env("BENCH_CYCLES", 4);
 const PER_CYCLE = env("BENCH_ROUNDS_PER_CYCLE", 3);
 const TRIGGER = process.env.BENCH_AFTER_GC_TRIGGER ?? "inspector";
+// BENCH_AFTER_GC_SCENARIOS="health,verify-hit,check-hit": a mixed load, each scenario in turn per round (CPU per call of the first).
+const SCENARIOS = (process.env.BENCH_AFTER_GC_SCENARIOS ?? "verify-hit").split(",");
 const EXTRA = Object.fromEntries((process.env.BENCH_AFTER_GC_ENV ?? "").split(/\s+(?=[A-Z][A-Z0-9_]*=)/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
 const log = (line: string) => process.stdout.write(`[after-gc] ${line}\n`);
 
@@ -46,10 +50,12 @@ try {
   if (loadProblems(fill).length > 0) throw new Error(loadProblems(fill).join("; "));
   const admin = createAdminClient(baseUrl, "bench-admin-token-0123456789abcdef");
   const hot = { verify: await admin.issue("v", ["bench:read"], 2_000_000_000), check: await admin.issue("c", ["bench:read"], 2_000_000_000) };
-  const s = createScenarios({ ...hot, unknown: generateKey().key, malformed: malformedFrom(generateKey().key), scopes: ["bench:read"] }, work).find((x) => x.id === "verify-hit")!;
+  const all = createScenarios({ ...hot, unknown: generateKey().key, malformed: malformedFrom(generateKey().key), scopes: ["bench:read"] }, work);
+  const mix = SCENARIOS.map((id) => all.find((x) => x.id === id) ?? (() => { throw new Error(`no scenario ${id}`); })());
+  const s = mix[0]!;
   const inspector = inspectorUrl(kw.output())!;
   const logFile = join(work, "h2load.log");
-  await runScenario(s, { baseUrl, requests: 50_000, clients: 16, streams: 16, cpus: "1", logFile, admin });
+  for (const x of mix) await runScenario(x, { baseUrl, requests: 50_000, clients: 16, streams: 16, cpus: "1", logFile, admin });
   // Each cycle: the forced GC, then PER_CYCLE rounds; CPU per call reported by position in the cycle.
   const byPosition: number[][] = Array.from({ length: PER_CYCLE }, () => []);
   for (let cycle = 1; cycle <= CYCLES; cycle++) {
@@ -65,6 +71,12 @@ try {
       const before = cpuSeconds(kw.pid);
       const r = await runScenario(s, { baseUrl, requests: REQUESTS, clients: 16, streams: 16, cpus: "1", logFile, admin });
       const cpu = cpuSeconds(kw.pid) - before;
+      for (const x of mix.slice(1)) {
+        const t = cpuSeconds(kw.pid);
+        const rx = await runScenario(x, { baseUrl, requests: REQUESTS, clients: 16, streams: 16, cpus: "1", logFile, admin });
+        if (rx.problems.length > 0) throw new Error(rx.problems.join("; "));
+        log(`cycle ${cycle} round ${position + 1} ${x.id}: ${(((cpuSeconds(kw.pid) - t) / REQUESTS) * 1e6).toFixed(1)} µs/call`);
+      }
       const gc = await stopGcProfile(inspector);
       if (r.problems.length > 0) throw new Error(r.problems.join("; "));
       byPosition[position]!.push((cpu / REQUESTS) * 1e6);
