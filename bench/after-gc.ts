@@ -81,7 +81,8 @@ try {
       if (r.problems.length > 0) throw new Error(r.problems.join("; "));
       byPosition[position]!.push((cpu / REQUESTS) * 1e6);
       if (process.env.BENCH_KEYWARD_OUTPUT) process.stdout.write(`@@ cycle ${cycle} round ${position + 1} done\n`);
-      log(`cycle ${cycle} round ${position + 1}: ${((cpu / REQUESTS) * 1e6).toFixed(1)} µs/call, GC ${((gc.scavengeUs + gc.markCompactUs) / REQUESTS).toFixed(2)} µs/call, ${gc.markCompacts} full GCs, ${Math.round(r.result.rps)}/s, RSS ${(processMemory(kw.pid).rss / 2 ** 20).toFixed(1)} MiB`);
+      // The GC profile spans the whole round (every scenario of the mix).
+      log(`cycle ${cycle} round ${position + 1}: ${((cpu / REQUESTS) * 1e6).toFixed(1)} µs/call, GC ${((gc.scavengeUs + gc.markCompactUs) / (REQUESTS * mix.length)).toFixed(2)} µs/call, ${gc.markCompacts} full GCs, ${Math.round(r.result.rps)}/s, RSS ${(processMemory(kw.pid).rss / 2 ** 20).toFixed(1)} MiB`);
     }
   }
   const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;

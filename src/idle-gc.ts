@@ -12,7 +12,8 @@
 // a memory-reducing GC does not retain dead maps, so at idle it discards the
 // hot path's optimized code, and the next burst runs slower while V8
 // re-optimizes and the shrunk heap regrows (Verify / Check hits 7% / 15%
-// below an A/B twin in the full bench, whose rows follow an idle spell).
+// below an A/B twin in the full bench, whose rows follow an idle spell; as
+// much after V8's own watchdog GC, which only comes later).
 // The collection is V8's memory-reducing one (several passes, compacting, the
 // young generation shrunk back, pooled pages released); the malloc trimmer
 // (memory-trim.ts) follows it. It is one pause (~0.25 s with 100k cached

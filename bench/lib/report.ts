@@ -154,7 +154,7 @@ export function renderMarkdown(report: BenchReport): string {
     `| keyward process | before | after verifying ${int(report.memory.cachedKeys)} distinct keys |`,
     "| --- | ---: | ---: |",
     `| RSS (VmRSS) as it stands (after: once the fill's usage write-behind has been quiet for 6 s; no forced GC) | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
-    `| RSS at rest, ${report.memory.idleSeconds} s later without calls (keyward's idle GC; nothing forced) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
+    `| RSS at rest, ${report.memory.idleSeconds} s later without calls (whatever keyward and V8 collect at idle; nothing forced) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
     `| RSS right after a full GC (at the end of the run) | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
     ...(report.memory.fileBackedMiB && report.memory.mallocMiB
       ? [
@@ -164,7 +164,7 @@ export function renderMarkdown(report: BenchReport): string {
       : []),
     `| live JS heap after a full GC (before: a fresh keyward; after: at the end of the run${report.memory.negativeKeys ? `, also holding ${int(report.memory.negativeKeys)} unknown keys` : ""}) | ${report.memory.heapBeforeMiB.toFixed(1)} MiB | ${report.memory.heapAfterMiB.toFixed(1)} MiB (${(((report.memory.heapAfterMiB - report.memory.heapBeforeMiB) * 2 ** 20) / report.memory.cachedKeys).toFixed(0)} bytes per key) |`,
     "",
-    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it. The at-rest reading comes before the warm-ups: with KEYWARD_IDLE_GC=true the rows follow an idle collection, which discards the hot path's optimized code (bench/README.md, "Memory probe").`,
+    `Peak RSS (VmHWM) ${report.memory.hwmMiB.toFixed(1)} MiB. The fill ran at ${int(report.memory.fillRps)} misses/s; its usage write-behind (the count of every one of those keys) then took ${int(report.memory.usageFlush.writes)} write statements, done ${Math.max(0, report.memory.usageFlush.seconds).toFixed(1)} s after the fill; measured windows start after it. The at-rest reading comes before the warm-ups: with KEYWARD_IDLE_GC=true (or a wait long enough for V8's watchdog) the rows follow a memory-reducing collection at idle, which discards the hot path's optimized code (bench/README.md, "Memory probe").`,
     "",
     "## Database statements (counted on the wire between keyward and PostgreSQL)",
     "",
