@@ -6,6 +6,8 @@
 // (with --trace-opt/--trace-deopt in KEYWARD_V8_FLAGS, what V8 recompiles after the trigger).
 // BENCH_AFTER_GC_SCENARIOS=check-hit,verify-hit,health runs a mixed load: each scenario in turn per
 // round, the first one's CPU per call in the summary, the others' in the log.
+// BENCH_AFTER_GC_CPU_PROFILE=N profiles the first scenario's run of every round (V8's sampler through
+// the inspector) and prints its N top self-time functions per round, in µs per call.
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +15,7 @@ import { createKeyHasher, generateKey } from "../src/core/key-format.js";
 import { VerifyCode } from "../src/gen/keyward/v1/keys_pb.js";
 import { createAdminClient } from "./lib/admin.js";
 import { ensureH2load } from "./lib/h2load.js";
-import { collectGarbage, inspectorUrl, startGcProfile, stopGcProfile } from "./lib/inspector.js";
+import { collectGarbage, inspectorUrl, selfTimes, startCpuProfile, startGcProfile, stopGcProfile } from "./lib/inspector.js";
 import { cpuSeconds, pinSelf, processMemory, startKeywardProcess } from "./lib/processes.js";
 import { createScenarios, runScenario } from "./lib/scenarios.js";
 import { seedSqlite } from "./lib/sqlite-seed.js";
@@ -27,6 +29,7 @@ const PER_CYCLE = env("BENCH_ROUNDS_PER_CYCLE", 3);
 const TRIGGER = process.env.BENCH_AFTER_GC_TRIGGER ?? "inspector";
 // BENCH_AFTER_GC_SCENARIOS="health,verify-hit,check-hit": a mixed load, each scenario in turn per round (CPU per call of the first).
 const SCENARIOS = (process.env.BENCH_AFTER_GC_SCENARIOS ?? "verify-hit").split(",");
+const PROFILE_TOP = env("BENCH_AFTER_GC_CPU_PROFILE", 0);
 const EXTRA = Object.fromEntries((process.env.BENCH_AFTER_GC_ENV ?? "").split(/\s+(?=[A-Z][A-Z0-9_]*=)/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
 const log = (line: string) => process.stdout.write(`[after-gc] ${line}\n`);
 
@@ -68,9 +71,14 @@ try {
     }
     for (let position = 0; position < PER_CYCLE; position++) {
       await startGcProfile(inspector);
+      const profiler = PROFILE_TOP > 0 ? await startCpuProfile(inspector) : undefined;
       const before = cpuSeconds(kw.pid);
       const r = await runScenario(s, { baseUrl, requests: REQUESTS, clients: 16, streams: 16, cpus: "1", logFile, admin });
       const cpu = cpuSeconds(kw.pid) - before;
+      if (profiler) {
+        const top = [...selfTimes(await profiler.stop())].filter(([name]) => name !== "(idle)").slice(0, PROFILE_TOP);
+        log(`cycle ${cycle} round ${position + 1} ${s.id} self time, µs/call: ${top.map(([name, us]) => `${name} ${(us / REQUESTS).toFixed(2)}`).join("; ")}`);
+      }
       for (const x of mix.slice(1)) {
         const t = cpuSeconds(kw.pid);
         const rx = await runScenario(x, { baseUrl, requests: REQUESTS, clients: 16, streams: 16, cpus: "1", logFile, admin });

@@ -213,9 +213,9 @@ async function main(): Promise<void> {
     // --- Memory after caching 100k keys: RSS as it stands once the usage write-behind is done,
     // at rest idleSeconds later (keyward's idle GC wants 10 s of a quiet event loop; nothing is
     // forced), and after a full GC at the end of the run (bench/memory.ts, `npm run bench:memory`,
-    // takes the same readings apart in a minute, without the 1M rows). With KEYWARD_IDLE_GC=true
-    // (or a BENCH_IDLE_SECONDS long enough for V8's ~100 s watchdog) the warm-ups below follow a
-    // memory-reducing collection, as a burst after a quiet spell would.
+    // takes the same readings apart in a minute, without the 1M rows). With the idle GC (on by
+    // default; else with a BENCH_IDLE_SECONDS long enough for V8's ~100 s watchdog) the warm-ups
+    // below follow a memory-reducing collection, as a burst after a quiet spell would.
     const rssBefore = processMemory(kw.pid);
     const mapsBefore = residentByKind(kw.pid);
     const cachedBodies = verifyBodies(realKeys.slice(0, SETTINGS.cachedKeys).map((k) => k.key), SCOPES);

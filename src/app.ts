@@ -41,6 +41,7 @@ import { AuditService } from "./gen/keyward/v1/audit_pb.js";
 import { isServerFault } from "./transport/errors.js";
 import { loadCollector, startIdleGc, type IdleGc } from "./idle-gc.js";
 import { loadMallocTrim, startMemoryTrimmer, type MemoryTrimmer } from "./memory-trim.js";
+import { retainTickShape } from "./retain-shapes.js";
 
 export interface AppOptions {
   config: Config;
@@ -294,6 +295,8 @@ export async function createApp(options: AppOptions): Promise<App> {
         if (migrated) database.ping().then(() => (databaseUp = true), () => (databaseUp = false));
       }, DATABASE_CHECK_MS);
       pingTimer.unref();
+      // Before the first idle spell: see retain-shapes.ts.
+      retainTickShape();
       trimmer = trim && startMemoryTrimmer({ trim, onTrim: (durationMs, released) => logger.debug({ durationMs, released }, "malloc_trim after a full GC") });
       if (config.idleGc && !collect) logger.warn("KEYWARD_IDLE_GC: V8 gave no gc() function; running without the idle GC");
       idleGc =

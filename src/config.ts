@@ -28,7 +28,7 @@ export interface Config {
   metrics: boolean;
   /** KEYWARD_MALLOC_TRIM: return the C heap's free memory to the OS after full GCs (Linux/glibc; src/memory-trim.ts). */
   mallocTrim: boolean;
-  /** KEYWARD_IDLE_GC: collect the heap once the server goes idle after a burst (src/idle-gc.ts); off by default, it slows the next burst. */
+  /** KEYWARD_IDLE_GC: collect the heap once the server goes idle after a burst (src/idle-gc.ts), as V8's memory reducer is meant to. */
   idleGc: boolean;
   /** KEYWARD_LOG_SAMPLE_RATE: share (0-1) of hot-path calls (Verify, Check, health) logged. */
   logSampleRate: number;
@@ -257,7 +257,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: workers(env, databaseUrl),
     metrics: bool(env, "KEYWARD_METRICS", true),
     mallocTrim: bool(env, "KEYWARD_MALLOC_TRIM", true),
-    idleGc: bool(env, "KEYWARD_IDLE_GC", false),
+    idleGc: bool(env, "KEYWARD_IDLE_GC", true),
     logSampleRate: fraction(env, "KEYWARD_LOG_SAMPLE_RATE", 0),
     tls: tls(env),
   };

@@ -8,12 +8,10 @@
 // (cppgc) allocates nothing at idle, V8 rates an allocation speed of exactly
 // zero as the worst mutator utilization ("high alloc"), and only its ~100 s
 // watchdog is left (bench/README.md, "Memory probe"). This restores the
-// designed behaviour, opt-in (KEYWARD_IDLE_GC) because of its cost, V8's own:
-// a memory-reducing GC does not retain dead maps, so at idle it discards the
-// hot path's optimized code, and the next burst runs slower while V8
-// re-optimizes and the shrunk heap regrows (Verify / Check hits 7% / 15%
-// below an A/B twin in the full bench, whose rows follow an idle spell; as
-// much after V8's own watchdog GC, which only comes later).
+// designed behaviour, on by default (KEYWARD_IDLE_GC). A memory-reducing GC
+// does not retain dead maps, so at idle it discards the hot path's optimized
+// code, which the next burst rebuilds within its first seconds; the lasting
+// cost it had (nextTick's tick-object maps) is gone with retain-shapes.ts.
 // The collection is V8's memory-reducing one (several passes, compacting, the
 // young generation shrunk back, pooled pages released); the malloc trimmer
 // (memory-trim.ts) follows it. It is one pause (~0.25 s with 100k cached

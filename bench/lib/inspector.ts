@@ -180,3 +180,43 @@ export function stopGcProfile(url: string): Promise<GcTotals> {
     })()`,
   );
 }
+
+export interface CpuProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+export interface CpuProfile {
+  nodes: CpuProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Starts V8's sampling profiler in the child; the returned stop() ends it and gives the profile. */
+export async function startCpuProfile(url: string, intervalUs = 200): Promise<{ stop(): Promise<CpuProfile> }> {
+  const session = await openSession(url);
+  await session.call("Profiler.enable", {});
+  await session.call("Profiler.setSamplingInterval", { interval: intervalUs });
+  await session.call("Profiler.start", {});
+  return {
+    async stop() {
+      try {
+        const { profile } = (await session.call("Profiler.stop", {})) as { profile: CpuProfile };
+        return profile;
+      } finally {
+        session.close();
+      }
+    },
+  };
+}
+
+/** Self time by function (name and file:line), in µs, largest first. */
+export function selfTimes(profile: CpuProfile): Map<string, number> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const times = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    const key = `${functionName || "(anonymous)"} ${url ? `${url.split("/").slice(-2).join("/")}:${lineNumber + 1}` : ""}`.trim();
+    times.set(key, (times.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
+  return new Map([...times].sort((a, b) => b[1] - a[1]));
+}

@@ -27,7 +27,7 @@ describe("observability", () => {
   let kw: RunningKeyward;
   const grpc = grpcJsClients();
   beforeAll(async () => {
-    kw = await startKeyward({ env: { KEYWARD_LOG_LEVEL: "info", KEYWARD_IDLE_GC: "on" } });
+    kw = await startKeyward({ env: { KEYWARD_LOG_LEVEL: "info" } });
   });
   afterAll(async () => {
     grpc.close();

@@ -52,7 +52,7 @@ logSampleRate: 0.25
 workers: 2
 metrics: false
 mallocTrim: false
-idleGc: on
+idleGc: off
 authz:
   apiKeyHeader: X-Token
   acceptBearer: no
@@ -93,7 +93,7 @@ describe("config file", () => {
       KEYWARD_WORKERS: "2",
       KEYWARD_METRICS: "false",
       KEYWARD_MALLOC_TRIM: "false",
-      KEYWARD_IDLE_GC: "true",
+      KEYWARD_IDLE_GC: "false",
       KEYWARD_AUTHZ_API_KEY_HEADER: "X-Token",
       KEYWARD_AUTHZ_ACCEPT_BEARER: "no",
       KEYWARD_AUTHZ_REMOVE_CREDENTIAL: "false",

@@ -10,8 +10,8 @@ describe("configuration", () => {
     expect(config.adminToken).toBeUndefined();
     expect(config.mallocTrim).toBe(true);
     expect(loadConfig({ KEYWARD_MALLOC_TRIM: "off" }).mallocTrim).toBe(false);
-    expect(config.idleGc).toBe(false);
-    expect(loadConfig({ KEYWARD_IDLE_GC: "on" }).idleGc).toBe(true);
+    expect(config.idleGc).toBe(true);
+    expect(loadConfig({ KEYWARD_IDLE_GC: "off" }).idleGc).toBe(false);
   });
 
   it("parses listen addresses", () => {
