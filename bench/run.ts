@@ -230,7 +230,9 @@ async function main(): Promise<void> {
     log(`  RSS ${(rssBefore.rss / 2 ** 20).toFixed(1)} → ${(rssAfter.rss / 2 ** 20).toFixed(1)} MiB for ${cachedBodies.length} keys; usage flush ${flushWrites} writes in ${flushSeconds.toFixed(1)} s`);
     await new Promise((r) => setTimeout(r, SETTINGS.idleSeconds * 1000));
     const rssIdle = processMemory(kw.pid);
-    log(`  at rest ${SETTINGS.idleSeconds} s later: RSS ${(rssIdle.rss / 2 ** 20).toFixed(1)} MiB`);
+    // Which collection brought it there: keyward's idle GC (counted) or V8's own reducer.
+    const idleGcs = await fetch(`${kwUrl}/metrics`).then((r) => r.text()).then((text) => Number(/^keyward_idle_gcs_total (\d+)/m.exec(text)?.[1] ?? NaN), () => NaN);
+    log(`  at rest ${SETTINGS.idleSeconds} s later: RSS ${(rssIdle.rss / 2 ** 20).toFixed(1)} MiB; idle GCs so far ${idleGcs}`);
 
     // --- h2load scenarios: warm-up/calibration, then interleaved rounds.
     const runs = new Map<ScenarioId, ScenarioRun[]>();
@@ -438,6 +440,7 @@ async function main(): Promise<void> {
       rssAfterMiB: rssAfter.rss / 2 ** 20,
       rssIdleMiB: rssIdle.rss / 2 ** 20,
       idleSeconds: SETTINGS.idleSeconds,
+      idleGcs,
       rssAfterGcMiB: rssAfterGc.rss / 2 ** 20,
       fileBackedMiB: { before: mapsBefore.file / 2 ** 20, after: mapsAfter.file / 2 ** 20, afterGc: mapsAfterGc.file / 2 ** 20 },
       mallocMiB: {

@@ -84,6 +84,8 @@ export interface BenchReport {
     /** RSS idleSeconds after rssAfterMiB, before any throughput row: at rest (idle GC), no forced GC. */
     rssIdleMiB: number;
     idleSeconds: number;
+    /** keyward_idle_gcs_total at the at-rest reading (NaN: not read). */
+    idleGcs?: number;
     rssAfterGcMiB: number;
     /** Resident pages mapped from files (the node binary, shared libraries): before, as it stands, after GC. */
     fileBackedMiB?: { before: number; after: number; afterGc: number };
@@ -154,7 +156,7 @@ export function renderMarkdown(report: BenchReport): string {
     `| keyward process | before | after verifying ${int(report.memory.cachedKeys)} distinct keys |`,
     "| --- | ---: | ---: |",
     `| RSS (VmRSS) as it stands (after: once the fill's usage write-behind has been quiet for 6 s; no forced GC) | ${report.memory.rssBeforeMiB.toFixed(1)} MiB | ${report.memory.rssAfterMiB.toFixed(1)} MiB |`,
-    `| RSS at rest, ${report.memory.idleSeconds} s later without calls (whatever keyward and V8 collect at idle; nothing forced) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
+    `| RSS at rest, ${report.memory.idleSeconds} s later without calls (whatever keyward and V8 collect at idle; nothing forced${report.memory.idleGcs !== undefined && !Number.isNaN(report.memory.idleGcs) ? `; keyward's idle GCs by then: ${report.memory.idleGcs}` : ""}) | – | ${report.memory.rssIdleMiB.toFixed(1)} MiB |`,
     `| RSS right after a full GC (at the end of the run) | – | ${report.memory.rssAfterGcMiB.toFixed(1)} MiB |`,
     ...(report.memory.fileBackedMiB && report.memory.mallocMiB
       ? [
