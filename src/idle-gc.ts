@@ -90,7 +90,7 @@ export function startIdleGc(options: IdleGcOptions): IdleGc {
   const checkMs = options.checkMs ?? 1000;
   const idleChecks = Math.max(1, Math.ceil((options.idleMs ?? 10_000) / checkMs));
   const maxUtilization = options.maxUtilization ?? 0.005;
-  const minGrowth = options.minGrowthBytes ?? 16 * 2 ** 20;
+  const minGrowth = options.minGrowthBytes ?? 8 * 2 ** 20;
   const heapUsed = options.heapUsed ?? oldGenerationUsed;
   const slack = options.heapSlack ?? heapSlack;
   const utilization = options.utilization ?? eventLoopUtilization();
