@@ -242,9 +242,10 @@ async function main(): Promise<void> {
     const streamsFor = (s: Scenario) => (s.http1 ? 1 : SETTINGS.streams);
     for (const s of scenarios) {
       // Long enough for V8 to finish optimizing the path (shorter warm-ups left round 1 of
-      // Check ~40% slower than rounds 2-3).
+      // Check ~40% slower than rounds 2-3). The warm-ups follow the at-rest reading, so an idle
+      // collection: re-optimizing after one takes Check ~100k calls (bench/README.md), hence 100k.
       const warm = await runScenario(s, {
-        baseUrl: urlOf(s), requests: s.http1 ? 3_000 : 20_000, clients: clientsFor(s), streams: streamsFor(s), cpus: loadCpus, logFile, admin,
+        baseUrl: urlOf(s), requests: s.http1 ? 3_000 : 100_000, clients: clientsFor(s), streams: streamsFor(s), cpus: loadCpus, logFile, admin,
       });
       fail(`${s.id} (warm-up)`, warm.problems);
       planned.set(s.id, Math.min(400_000, Math.max(5_000, Math.round(warm.result.rps * SETTINGS.secondsPerRun))));
