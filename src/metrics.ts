@@ -269,7 +269,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   }
   if (sources.idleGc) {
     const idle = sources.idleGc;
-    mirrored(registry, "keyward_idle_gcs_total", "Full GCs run once the server went idle after the heap grew.", () => idle().collections);
+    mirrored(registry, "keyward_idle_gcs_total", "Memory-reducing full GCs run once the server went idle after a burst (KEYWARD_IDLE_GC).", () => idle().collections);
     mirrored(registry, "keyward_idle_gc_seconds_total", "Time the event loop spent in idle GCs.", () => idle().totalMs / 1000);
   }
 
