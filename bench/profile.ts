@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateKey } from "../src/core/key-format.js";
+import { DEFAULT_V8_FLAGS } from "../src/v8-flags.js";
 import { createAdminClient } from "./lib/admin.js";
 import { ensureH2load } from "./lib/h2load.js";
 import { machineLoad, pinSelf, startCeilingProcess, startKeywardProcess } from "./lib/processes.js";
@@ -95,14 +96,19 @@ interface Profiled {
   problems: string[];
 }
 
-/** Runs `id` against a fresh process started with --cpu-prof; the ceiling server or keyward. */
+/** Runs `id` against a fresh process started with --cpu-prof; the ceiling server, keyward's bare transport or keyward. */
 async function profileScenario(id: ScenarioId, pinned: boolean, keepDir: string): Promise<Profiled> {
   const dir = mkdtempSync(join(tmpdir(), "keyward-prof-"));
   try {
     const nodeArgs = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
     const cpus = pinned ? "0" : undefined;
-    const kw = await startKeywardProcess({ env: { KEYWARD_DATABASE_URL: "sqlite::memory:", KEYWARD_ADMIN_TOKEN: ADMIN_TOKEN }, cpus, nodeArgs: id === "ceiling" ? [] : nodeArgs });
-    const ceiling = id === "ceiling" ? await startCeilingProcess(cpus, nodeArgs) : undefined;
+    const kw = await startKeywardProcess({ env: { KEYWARD_DATABASE_URL: "sqlite::memory:", KEYWARD_ADMIN_TOKEN: ADMIN_TOKEN }, cpus, nodeArgs: id === "ceiling" || id === "transport" ? [] : nodeArgs });
+    const ceiling =
+      id === "ceiling"
+        ? await startCeilingProcess(cpus, nodeArgs)
+        : id === "transport"
+          ? await startCeilingProcess(cpus, [...DEFAULT_V8_FLAGS, ...nodeArgs], "transport")
+          : undefined;
     const kwUrl = `http://127.0.0.1:${kw.port}`;
     const admin = createAdminClient(kwUrl, ADMIN_TOKEN);
     const keys = {
@@ -147,7 +153,7 @@ async function main(): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const keepDir = join(resultsDir, "tmp", `profiles-${stamp}`);
   mkdirSync(keepDir, { recursive: true });
-  const ids = ["ceiling", "health", "verify-hit", "check-hit"] as const;
+  const ids = ["ceiling", "transport", "health", "verify-hit", "check-hit"] as const;
   const results: Profiled[] = [];
   for (const id of ids) results.push(await profileScenario(id, pinned, keepDir));
   const areas = [...new Set(results.flatMap((r) => [...r.summary.areas.keys()]))];

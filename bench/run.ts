@@ -19,6 +19,7 @@ import { machineLoad, pinSelf, processMemory, startCeilingProcess, startKeywardP
 import { renderMarkdown, type BenchReport, type LatencyRow, type QueryRow, type Target, type ThroughputRow } from "./lib/report.js";
 import { createScenarios, runScenario, type Scenario, type ScenarioId, type ScenarioRun } from "./lib/scenarios.js";
 import { median } from "./lib/stats.js";
+import { DEFAULT_V8_FLAGS } from "../src/v8-flags.js";
 import { loadProblems, malformedFrom, runVerifyLoad, verifyBodies } from "./lib/verify-load.js";
 import { verifyBody } from "./lib/requests.js";
 import { collectGarbage, inspectorUrl } from "./lib/inspector.js";
@@ -107,6 +108,9 @@ async function main(): Promise<void> {
     counter = await createPgWireCounter({ host: pgTarget.hostname, port: Number(pgTarget.port || 5432) });
     const ceiling = await startCeilingProcess(serverCpus);
     servers.push(ceiling);
+    // keyward's transport alone runs with keyward's V8 flags, as keyward does.
+    const transport = await startCeilingProcess(serverCpus, [...DEFAULT_V8_FLAGS], "transport");
+    servers.push(transport);
     // Long cache TTLs make the statement counts exact: with the default 60 s a cached key is
     // re-read once a minute, ~1 lookup per million calls at these rates.
     const keywardEnv = {
@@ -120,7 +124,6 @@ async function main(): Promise<void> {
     // at the end of the run.
     const kw = await startKeywardProcess({ env: { ...keywardEnv, KEYWARD_DATABASE_URL: counter.relayUrl(db.url) }, cpus: serverCpus, nodeArgs: ["--inspect=127.0.0.1:0"] });
     servers.push(kw);
-    const ceilingUrl = `http://127.0.0.1:${ceiling.port}`;
     const kwUrl = `http://127.0.0.1:${kw.port}`;
     const admin = createAdminClient(kwUrl, ADMIN_TOKEN);
     const window = () => {
@@ -136,7 +139,8 @@ async function main(): Promise<void> {
     const unknown = generateKey().key;
     const scenarios = createScenarios({ ...hot, unknown, malformed: malformedFrom(generateKey().key), scopes: SCOPES }, workDir);
     const byId = (id: ScenarioId) => scenarios.find((s) => s.id === id)!;
-    const urlOf = (s: Scenario) => (s.target === "ceiling" ? ceilingUrl : kwUrl);
+    const serverOf = (s: Scenario) => (s.target === "ceiling" ? ceiling : s.target === "transport" ? transport : kw);
+    const urlOf = (s: Scenario) => `http://127.0.0.1:${serverOf(s).port}`;
 
     // --- (8) Cache misses on 1M rows at low concurrency, on keys never asked before. Latency is
     // measured on a second keyward connected to PostgreSQL directly (no relay hop); the main one
@@ -263,7 +267,7 @@ async function main(): Promise<void> {
             cpus: loadCpus,
             logFile,
             admin,
-            serverPid: s.target === "ceiling" ? ceiling.pid : kw.pid,
+            serverPid: serverOf(s).pid,
             // Statements are counted around each h2load run alone (not probes or usage reads).
             counter: s.target === "keyward" ? counter : undefined,
           });
@@ -293,6 +297,7 @@ async function main(): Promise<void> {
     };
     const items: Record<ScenarioId, string> = {
       ceiling: "1",
+      transport: "1b",
       health: "2",
       "verify-hit": "3",
       "check-hit": "4",
@@ -322,6 +327,8 @@ async function main(): Promise<void> {
         vsHealth: pairedRatio(s.id, "health"),
         answer: mid.answer,
         serverCpu: median(list.map((r) => r.serverCpu ?? NaN)),
+        // CPU seconds per call: steadier than req/s on a host whose speed drifts.
+        cpuUsPerCall: median(list.map((r) => ((r.serverCpu ?? NaN) / r.result.rps) * 1e6)),
         lookupsPer1000: calls > 0 ? (lookups * 1000) / calls : undefined,
         problems: list.flatMap((r) => r.problems),
         note: [s.http1 ? "HTTP/1.1: one request in flight per connection" : "", retried.get(s.id) ? `${retried.get(s.id)} disturbed run(s) repeated` : ""].filter(Boolean).join("; ") || undefined,

@@ -220,3 +220,43 @@ export function selfTimes(profile: CpuProfile): Map<string, number> {
   });
   return new Map([...times].sort((a, b) => b[1] - a[1]));
 }
+
+interface SamplingHeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: SamplingHeapNode[];
+}
+
+/**
+ * Starts V8's sampling heap profiler in the child, counting objects a
+ * scavenge or full GC has collected too, so the result is what each function
+ * allocates (sampled every intervalBytes), not what it keeps. stop() gives
+ * bytes by function (name and file:line), largest first.
+ */
+export async function startAllocationProfile(url: string, intervalBytes = 512): Promise<{ stop(): Promise<Map<string, number>> }> {
+  const session = await openSession(url);
+  await session.call("HeapProfiler.enable", {});
+  await session.call("HeapProfiler.startSampling", {
+    samplingInterval: intervalBytes,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return {
+    async stop() {
+      try {
+        const { profile } = (await session.call("HeapProfiler.stopSampling", {})) as { profile: { head: SamplingHeapNode } };
+        const bytes = new Map<string, number>();
+        const walk = (node: SamplingHeapNode) => {
+          const { functionName, url: file, lineNumber } = node.callFrame;
+          const key = `${functionName || "(anonymous)"} ${file ? `${file.split("/").slice(-2).join("/")}:${lineNumber + 1}` : ""}`.trim();
+          if (node.selfSize > 0) bytes.set(key, (bytes.get(key) ?? 0) + node.selfSize);
+          for (const child of node.children) walk(child);
+        };
+        walk(profile.head);
+        return new Map([...bytes].sort((a, b) => b[1] - a[1]));
+      } finally {
+        session.close();
+      }
+    },
+  };
+}

@@ -134,9 +134,12 @@ export function startKeywardProcess(options: KeywardProcessOptions): Promise<Chi
   });
 }
 
-/** Starts the ceiling server (dist/bench/bench/ceiling-main.js) as a child. */
-export function startCeilingProcess(cpus: string | undefined, nodeArgs: string[] = []): Promise<ChildServer> {
-  const entry = fileURLToPath(new URL("../ceiling-main.js", import.meta.url));
+/**
+ * Starts the ceiling server (dist/bench/bench/ceiling-main.js) as a child, or
+ * with "transport" keyward's transport serving an empty method (transport-main.js).
+ */
+export function startCeilingProcess(cpus: string | undefined, nodeArgs: string[] = [], kind: "ceiling" | "transport" = "ceiling"): Promise<ChildServer> {
+  const entry = fileURLToPath(new URL(`../${kind}-main.js`, import.meta.url));
   return spawnServer({
     argv: pinned(cpus, [process.execPath, ...nodeArgs, entry]),
     env: { PATH: process.env.PATH ?? "" },

@@ -22,6 +22,8 @@ export interface ThroughputRow {
   answer: string;
   /** Server CPU seconds per second during the run (median): ~1.0 means one core saturated, i.e. server-bound. */
   serverCpu?: number;
+  /** Server CPU time per call, µs (median over the rounds). */
+  cpuUsPerCall?: number;
   /** Database reads of api_keys per 1,000 calls in this row's measured window, when counted. */
   lookupsPer1000?: number;
   problems: string[];
@@ -119,12 +121,12 @@ const ok = (problems: string[]) => (problems.length === 0 ? "✓" : `✗ ${probl
 
 function throughputTable(rows: ThroughputRow[]): string[] {
   const out = [
-    "| # | scenario | client | conc. | req/s (median) | range | server CPU | p50 | p90 | p99 | × ceiling | × health | lookups/1k | answer | checks |",
-    "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    "| # | scenario | client | conc. | req/s (median) | range | server CPU | CPU µs/call | p50 | p90 | p99 | × ceiling | × health | lookups/1k | answer | checks |",
+    "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
   ];
   for (const r of rows) {
     out.push(
-      `| ${r.item} | ${r.title}${r.note ? ` (${r.note})` : ""} | ${r.client} | ${r.concurrency} | ${int(r.rps)} | ${int(r.rpsMin)}–${int(r.rpsMax)} (${r.runs}) | ${r.serverCpu === undefined || Number.isNaN(r.serverCpu) ? "–" : `${Math.round(r.serverCpu * 100)}%`} | ${us(r.latencyUs.p50)} | ${us(r.latencyUs.p90)} | ${us(r.latencyUs.p99)} | ${ratio(r.vsCeiling)} | ${ratio(r.vsHealth)} | ${r.lookupsPer1000 === undefined ? "–" : r.lookupsPer1000.toFixed(2)} | ${r.answer} | ${ok(r.problems)} |`,
+      `| ${r.item} | ${r.title}${r.note ? ` (${r.note})` : ""} | ${r.client} | ${r.concurrency} | ${int(r.rps)} | ${int(r.rpsMin)}–${int(r.rpsMax)} (${r.runs}) | ${r.serverCpu === undefined || Number.isNaN(r.serverCpu) ? "–" : `${Math.round(r.serverCpu * 100)}%`} | ${r.cpuUsPerCall === undefined || Number.isNaN(r.cpuUsPerCall) ? "–" : r.cpuUsPerCall.toFixed(1)} | ${us(r.latencyUs.p50)} | ${us(r.latencyUs.p90)} | ${us(r.latencyUs.p99)} | ${ratio(r.vsCeiling)} | ${ratio(r.vsHealth)} | ${r.lookupsPer1000 === undefined ? "–" : r.lookupsPer1000.toFixed(2)} | ${r.answer} | ${ok(r.problems)} |`,
     );
   }
   return out;

@@ -41,6 +41,7 @@ import {
 
 export type ScenarioId =
   | "ceiling"
+  | "transport"
   | "health"
   | "verify-hit"
   | "check-hit"
@@ -51,7 +52,8 @@ export type ScenarioId =
 export interface Scenario {
   id: ScenarioId;
   title: string;
-  target: "ceiling" | "keyward";
+  /** ceiling: the raw node:http2 server; transport: keyward's transport with an empty method (lib/transport-server.ts). */
+  target: "ceiling" | "transport" | "keyward";
   path: string;
   headers: Record<string, string>;
   body: Buffer;
@@ -109,11 +111,12 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
     return { answer, bytesEach: expectValid ? around(probe.bodyBytes) : fixed(probe.bodyBytes) };
   };
   const verifyHit = verifyBody(keys.verify.key, keys.scopes);
-  return [
+  // The ceiling and keyward's bare transport answer the same empty message.
+  const empty = (id: "ceiling" | "transport", title: string) =>
     make({
-      id: "ceiling",
-      title: "ceiling: empty unary handler, raw node:http2",
-      target: "ceiling",
+      id,
+      title,
+      target: id,
       path: CEILING_PATH,
       headers: grpc,
       // The same request as a Verify hit, so the request side costs the same.
@@ -126,7 +129,10 @@ export function createScenarios(keys: ScenarioKeys, workDir: string): Scenario[]
         const answer = probe.grpcStatus === "0" && probe.bodyBytes === 5 ? "grpc-status 0, empty message" : `grpc-status ${probe.grpcStatus}, ${probe.bodyBytes} bytes`;
         return { answer, bytesEach: fixed(5) };
       },
-    }),
+    });
+  return [
+    empty("ceiling", "ceiling: empty unary handler, raw node:http2"),
+    empty("transport", "keyward's transport alone: server.ts + the lean gRPC path, empty method"),
     make({
       id: "health",
       title: "grpc.health.v1.Health/Check",

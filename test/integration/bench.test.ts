@@ -13,6 +13,7 @@ import { VerifyCode } from "../../src/gen/keyward/v1/keys_pb.js";
 import { createDatabase } from "../../src/storage/database.js";
 import { createAdminClient, type AdminClient, type IssuedKey } from "../../bench/lib/admin.js";
 import { createCeilingServer, type CeilingServer } from "../../bench/lib/ceiling-server.js";
+import { createTransportServer, type TransportServer } from "../../bench/lib/transport-server.js";
 import { hasH2load } from "../../bench/lib/h2load.js";
 import { createBenchDatabase, seedKeys, type BenchDatabase } from "../../bench/lib/pg-bench.js";
 import { countsBetween, createPgWireCounter, type PgWireCounter } from "../../bench/lib/pg-wire-counter.js";
@@ -43,6 +44,8 @@ describe.runIf(runnable)("the bench's checks, small scale, on PostgreSQL", () =>
   let ceiling: CeilingServer;
   let kwUrl: string;
   let ceilingUrl: string;
+  let transport: TransportServer;
+  let transportUrl: string;
   let admin: AdminClient;
   let workDir: string;
   let scenarios: Scenario[];
@@ -76,6 +79,8 @@ describe.runIf(runnable)("the bench's checks, small scale, on PostgreSQL", () =>
     kwUrl = `http://127.0.0.1:${kw.port}`;
     ceiling = createCeilingServer();
     ceilingUrl = `http://127.0.0.1:${(await ceiling.listen("127.0.0.1", 0)).port}`;
+    transport = createTransportServer();
+    transportUrl = `http://127.0.0.1:${(await transport.listen("127.0.0.1", 0)).port}`;
     admin = createAdminClient(kwUrl, ADMIN_TOKEN);
     hot = {
       verify: await admin.issue("bench verify", ["bench:read", "bench:write"], 2_000_000_000),
@@ -88,17 +93,18 @@ describe.runIf(runnable)("the bench's checks, small scale, on PostgreSQL", () =>
   afterAll(async () => {
     const code = await kw?.stop();
     await ceiling?.close();
+    await transport?.close();
     await counter?.close();
     await db?.drop();
     if (workDir) rmSync(workDir, { recursive: true, force: true });
     expect(code).toBe(0);
   }, 60_000);
 
-  const ids: ScenarioId[] = ["ceiling", "health", "verify-hit", "check-hit", "connect-json-h1", "verify-unknown-repeated", "verify-malformed"];
+  const ids: ScenarioId[] = ["ceiling", "transport", "health", "verify-hit", "check-hit", "connect-json-h1", "verify-unknown-repeated", "verify-malformed"];
   it.each(ids)("%s: every answer is the expected one, and a cache hit costs no statement", async (id) => {
     const scenario = scenarios.find((s) => s.id === id)!;
     const run = await runScenario(scenario, {
-      baseUrl: scenario.target === "ceiling" ? ceilingUrl : kwUrl,
+      baseUrl: scenario.target === "ceiling" ? ceilingUrl : scenario.target === "transport" ? transportUrl : kwUrl,
       requests: REQUESTS,
       clients: 4,
       streams: 4,
