@@ -33,7 +33,8 @@ interface CpuProfile {
 
 function area(url: string, name: string): string {
   if (name.startsWith("(")) return name;
-  if (url.includes("/dist/transport/") || url.includes("/dist/core/")) return "keyward src";
+  // keyward's build (dist/), or the bench's own copy of src/ (the transport-alone server).
+  if (/\/dist\/(bench\/src\/)?(transport|core)\//.test(url)) return "keyward src";
   if (url.includes("@bufbuild/protobuf")) return "protobuf-es";
   if (url.includes("lru-cache")) return "lru-cache";
   if (url.includes("node_modules")) return "other packages";
