@@ -4,6 +4,7 @@
 // is the most any unary handler on node:http2 can do on this machine.
 import { createServer, type Http2Server, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { retainTickShape } from "../../src/retain-shapes.js";
 
 const RESPONSE_HEADERS = { ":status": 200, "content-type": "application/grpc" };
 const OK_TRAILERS = { "grpc-status": "0" };
@@ -27,6 +28,9 @@ export interface CeilingServer {
 }
 
 export function createCeilingServer(): CeilingServer {
+  // As keyward does at start: else a V8 watchdog collection while the bench
+  // idles this server would slow its nextTick for good (src/retain-shapes.ts).
+  retainTickShape();
   // Same stream limit as keyward's server, so h2load's -m behaves the same on both.
   const server = createServer({ settings: { maxConcurrentStreams: 1000 } });
   server.on("stream", (stream: ServerHttp2Stream) => {

@@ -5,6 +5,7 @@
 // path. Measured beside the raw ceiling it shows what the serving design costs
 // by itself; measured beside Health, Verify and Check, what keyward's work costs.
 import type { AddressInfo } from "node:net";
+import { retainTickShape } from "../../src/retain-shapes.js";
 import { createGrpcUnaryHandler } from "../../src/transport/grpc-unary.js";
 import { createKeywardServer } from "../../src/transport/server.js";
 import { CEILING_PATH } from "./requests.js";
@@ -18,6 +19,8 @@ export interface TransportServer {
 }
 
 export function createTransportServer(): TransportServer {
+  // As keyward does at start (src/retain-shapes.ts), and as the ceiling server does.
+  retainTickShape();
   const unary = createGrpcUnaryHandler({
     maxMessageBytes: 4 * 1024 * 1024,
     methods: [
