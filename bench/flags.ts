@@ -8,24 +8,31 @@
 //
 // BENCH_FLAG_SETS: flag sets separated by ";", each passed as KEYWARD_V8_FLAGS
 // ("" = V8's own defaults); the word `keyward` stands for keyward's default
-// (KEYWARD_V8_FLAGS unset). Default: "keyward;" (keyward's flags vs none).
+// (KEYWARD_V8_FLAGS unset), and beside other flags adds keyward's defaults to
+// them. Default: "keyward;" (keyward's flags vs none).
 // NAME=value words in a set are keyward settings for its process instead:
 // "KEYWARD_MALLOC_TRIM=off keyward" is keyward's flags without malloc_trim.
 // BENCH_BASELINE: another checkout (its built dist/) whose keyward runs every
 // flag set too, interleaved the same way: an A/B of two builds.
+// BENCH_IDLE_SECONDS: a spell without calls after the last set's cache fill,
+// before the warm-ups (what a burst after a quiet period meets: keyward's idle
+// GC, V8's memory reducer); each set's RSS and idle GC count are logged after it.
+// E.g. the idle GC's lasting cost, with only keyward able to collect:
+// BENCH_FLAG_SETS="KEYWARD_IDLE_GC=true keyward --no-memory-reducer;KEYWARD_IDLE_GC=false keyward --no-memory-reducer".
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createKeyHasher, generateKey } from "../src/core/key-format.js";
 import { VerifyCode } from "../src/gen/keyward/v1/keys_pb.js";
-import { createAdminClient } from "./lib/admin.js";
+import { createAdminClient, readIdleGcs } from "./lib/admin.js";
 import { ensureH2load } from "./lib/h2load.js";
 import { collectGarbage, inspectorUrl, startGcProfile, stopGcProfile } from "./lib/inspector.js";
 import { cpuSeconds, machineLoad, pinSelf, processMemory, startKeywardProcess, type ChildServer } from "./lib/processes.js";
 import { createScenarios, runScenario, type Scenario } from "./lib/scenarios.js";
 import { seedSqlite } from "./lib/sqlite-seed.js";
 import { median } from "./lib/stats.js";
+import { DEFAULT_V8_FLAGS } from "../src/v8-flags.js";
 import { loadProblems, malformedFrom, runVerifyLoad, verifyBodies } from "./lib/verify-load.js";
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
@@ -35,6 +42,7 @@ const SETTINGS = {
   requests: env("BENCH_REQUESTS", 200_000),
   sets: (process.env.BENCH_FLAG_SETS ?? "keyward;").split(";").map((s) => s.trim()),
   baseline: process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined,
+  idleSeconds: env("BENCH_IDLE_SECONDS", 0),
   /** Where to write each keyward's output (the tail), e.g. with --trace-gc in a set. */
   outputDir: process.env.BENCH_KEYWARD_OUTPUT_DIR,
 };
@@ -74,6 +82,8 @@ async function main(): Promise<void> {
   await seedSqlite(seed, keys, createKeyHasher(), ["bench:read", "bench:write"]);
   const bodies = verifyBodies(keys.map((k) => k.key), SCOPES);
   const runs: SetRun[] = [];
+  // Each set's state after BENCH_IDLE_SECONDS without calls.
+  const idleNotes: string[] = [];
   try {
     const builds = SETTINGS.baseline ? [undefined, SETTINGS.baseline] : [undefined];
     const sets = builds.flatMap((build) => SETTINGS.sets.map((flags) => ({ flags, build })));
@@ -111,6 +121,15 @@ async function main(): Promise<void> {
       if (!inspector) throw new Error(`no inspector URL in keyward's output (${label(tag)})`);
       runs.push({ ...tag, kw, baseUrl, scenarios, admin, inspector, cpuPerCall: {}, gcPerCall: {}, fullGcs: {}, rps: {}, rss: 0, rssAfterGc: 0 });
       log(`set ${label(tag)}: ${SETTINGS.keys} keys cached at ${Math.round(fill.rps)}/s; RSS ${(processMemory(kw.pid).rss / MiB).toFixed(1)} MiB`);
+    }
+    if (SETTINGS.idleSeconds > 0) {
+      log(`idle ${SETTINGS.idleSeconds} s`);
+      await new Promise((r) => setTimeout(r, SETTINGS.idleSeconds * 1000));
+      for (const run of runs) {
+        const idleGcs = await readIdleGcs(run.baseUrl);
+        idleNotes.push(`${label(run)}: RSS ${(processMemory(run.kw.pid).rss / MiB).toFixed(1)} MiB, ${Number.isNaN(idleGcs) ? "idle GC off" : `${idleGcs} idle GC(s)`}`);
+        log(`set ${idleNotes.at(-1)} after the idle spell`);
+      }
     }
     const logFile = join(work, "h2load.log");
     // Warm-up: let V8 optimise each set's hot path before anything is measured.
@@ -163,6 +182,7 @@ async function main(): Promise<void> {
     ``,
     `${SETTINGS.baseline ? `Builds: this checkout, and the baseline ${SETTINGS.baseline} (its own dist/). ` : ""}${SETTINGS.keys.toLocaleString("en-US")} keys cached (SQLite), ${SETTINGS.rounds} interleaved rounds of ${SETTINGS.requests.toLocaleString("en-US")} h2load requests (16×16) per scenario; ${pinnedLoad ? "keyward on CPU 0, h2load on CPU 1" : "unpinned"}; load average ${load.loadAverage.join(" ")} at start. Medians (range).`,
     ``,
+    ...(idleNotes.length > 0 ? [`A spell of ${SETTINGS.idleSeconds} s without calls followed the last cache fill, before the warm-ups; after it: ${idleNotes.join("; ")}.`, ``] : []),
     `| flags (KEYWARD_V8_FLAGS) | ${ids.map((id) => `${id}: CPU µs/call | GC µs/call | full GCs per 100k | req/s`).join(" | ")} | RSS after the rounds | after a full GC |`,
     `| --- | ${ids.map(() => "---: | ---: | ---: | ---:").join(" | ")} | ---: | ---: |`,
     ...runs.map(
@@ -187,8 +207,10 @@ function setEnv(set: string): Record<string, string> {
     if (m) env[m[1]!] = m[2]!;
     else flags.push(word);
   }
-  const v8 = flags.join(" ");
-  return v8 === "keyward" ? env : { ...env, KEYWARD_V8_FLAGS: v8 };
+  if (flags.length === 1 && flags[0] === "keyward") return env;
+  // Beside other flags, `keyward` stands for keyward's default flags.
+  const v8 = flags.flatMap((flag) => (flag === "keyward" ? DEFAULT_V8_FLAGS : [flag])).join(" ");
+  return { ...env, KEYWARD_V8_FLAGS: v8 };
 }
 
 function label(run: { flags: string; baseline: boolean }): string {

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { generateKey, createKeyHasher } from "../src/core/key-format.js";
 import { VerifyCode } from "../src/gen/keyward/v1/keys_pb.js";
 import { createDatabase } from "../src/storage/database.js";
-import { createAdminClient } from "./lib/admin.js";
+import { createAdminClient, readIdleGcs } from "./lib/admin.js";
 import { ensureH2load } from "./lib/h2load.js";
 import { runHttp2Load, type Http2LoadResult } from "./lib/http2-load.js";
 import { createBenchDatabase, seedKeys, storedRequestCount } from "./lib/pg-bench.js";
@@ -235,7 +235,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, SETTINGS.idleSeconds * 1000));
     const rssIdle = processMemory(kw.pid);
     // Which collection brought it there: keyward's idle GC (counted) or V8's own reducer.
-    const idleGcs = await fetch(`${kwUrl}/metrics`).then((r) => r.text()).then((text) => Number(/^keyward_idle_gcs_total (\d+)/m.exec(text)?.[1] ?? NaN), () => NaN);
+    const idleGcs = await readIdleGcs(kwUrl);
     log(`  at rest ${SETTINGS.idleSeconds} s later: RSS ${(rssIdle.rss / 2 ** 20).toFixed(1)} MiB; idle GCs so far ${idleGcs}`);
 
     // --- h2load scenarios: warm-up/calibration, then interleaved rounds.

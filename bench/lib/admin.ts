@@ -31,3 +31,13 @@ export function createAdminClient(baseUrl: string, adminToken: string): AdminCli
     },
   };
 }
+
+/** keyward_idle_gcs_total from keyward's /metrics: how many idle collections it has run (NaN if unreadable). */
+export function readIdleGcs(baseUrl: string): Promise<number> {
+  return fetch(`${baseUrl}/metrics`)
+    .then((r) => r.text())
+    .then(
+      (text) => Number(/^keyward_idle_gcs_total (\d+)/m.exec(text)?.[1] ?? NaN),
+      () => NaN,
+    );
+}
