@@ -9,7 +9,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateKey } from "../src/core/key-format.js";
-import { DEFAULT_V8_FLAGS } from "../src/v8-flags.js";
 import { createAdminClient } from "./lib/admin.js";
 import { ensureH2load } from "./lib/h2load.js";
 import { machineLoad, pinSelf, startCeilingProcess, startKeywardProcess } from "./lib/processes.js";
@@ -108,7 +107,7 @@ async function profileScenario(id: ScenarioId, pinned: boolean, keepDir: string)
       id === "ceiling"
         ? await startCeilingProcess(cpus, nodeArgs)
         : id === "transport"
-          ? await startCeilingProcess(cpus, [...DEFAULT_V8_FLAGS, ...nodeArgs], "transport")
+          ? await startCeilingProcess(cpus, nodeArgs, "transport")
           : undefined;
     const kwUrl = `http://127.0.0.1:${kw.port}`;
     const admin = createAdminClient(kwUrl, ADMIN_TOKEN);

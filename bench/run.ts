@@ -19,7 +19,6 @@ import { machineLoad, pinSelf, processMemory, startCeilingProcess, startKeywardP
 import { renderMarkdown, type BenchReport, type LatencyRow, type QueryRow, type Target, type ThroughputRow } from "./lib/report.js";
 import { createScenarios, runScenario, type Scenario, type ScenarioId, type ScenarioRun } from "./lib/scenarios.js";
 import { median } from "./lib/stats.js";
-import { DEFAULT_V8_FLAGS } from "../src/v8-flags.js";
 import { loadProblems, malformedFrom, runVerifyLoad, verifyBodies } from "./lib/verify-load.js";
 import { verifyBody } from "./lib/requests.js";
 import { collectGarbage, inspectorUrl } from "./lib/inspector.js";
@@ -108,8 +107,7 @@ async function main(): Promise<void> {
     counter = await createPgWireCounter({ host: pgTarget.hostname, port: Number(pgTarget.port || 5432) });
     const ceiling = await startCeilingProcess(serverCpus);
     servers.push(ceiling);
-    // keyward's transport alone runs with keyward's V8 flags, as keyward does.
-    const transport = await startCeilingProcess(serverCpus, [...DEFAULT_V8_FLAGS], "transport");
+    const transport = await startCeilingProcess(serverCpus, [], "transport");
     servers.push(transport);
     // Long cache TTLs make the statement counts exact: with the default 60 s a cached key is
     // re-read once a minute, ~1 lookup per million calls at these rates.

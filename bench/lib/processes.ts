@@ -3,6 +3,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_V8_FLAGS } from "../../src/v8-flags.js";
 
 /** dist/main.js next to this compiled file (dist/bench/bench/lib → dist/main.js), or from src via vitest. */
 export function keywardMain(): string {
@@ -136,12 +137,14 @@ export function startKeywardProcess(options: KeywardProcessOptions): Promise<Chi
 
 /**
  * Starts the ceiling server (dist/bench/bench/ceiling-main.js) as a child, or
- * with "transport" keyward's transport serving an empty method (transport-main.js).
+ * with "transport" keyward's transport serving an empty method
+ * (transport-main.js), which runs with keyward's V8 flags as keyward does.
  */
 export function startCeilingProcess(cpus: string | undefined, nodeArgs: string[] = [], kind: "ceiling" | "transport" = "ceiling"): Promise<ChildServer> {
   const entry = fileURLToPath(new URL(`../${kind}-main.js`, import.meta.url));
+  const flags = kind === "transport" ? DEFAULT_V8_FLAGS : [];
   return spawnServer({
-    argv: pinned(cpus, [process.execPath, ...nodeArgs, entry]),
+    argv: pinned(cpus, [process.execPath, ...flags, ...nodeArgs, entry]),
     env: { PATH: process.env.PATH ?? "" },
     ready: (out) => {
       const m = /\{"port":(\d+)/.exec(out);
