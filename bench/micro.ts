@@ -8,6 +8,7 @@
 // decision apart from the host's noise; what they leave out is the GC that
 // the allocation causes under load and the transport.
 import { writeFileSync } from "node:fs";
+import v8 from "node:v8";
 import { fileURLToPath } from "node:url";
 import { createOwnWork } from "./lib/own-work.js";
 import { median } from "./lib/stats.js";
@@ -26,9 +27,32 @@ function timeOf(run: () => unknown): number {
   return us;
 }
 
+/**
+ * Heap bytes a stage allocates per call, collected or not: the heap's growth
+ * between the GCs V8 ran meanwhile (GCProfiler reports the heap before and
+ * after each) plus what is left at the end. The GC cost under load follows it.
+ */
+function allocatedOf(run: () => unknown): number {
+  const used = () => v8.getHeapStatistics().used_heap_size;
+  const profiler = new v8.GCProfiler();
+  const start = used();
+  profiler.start();
+  for (let i = 0; i < CALLS; i++) run();
+  const end = used();
+  const { statistics } = profiler.stop() as unknown as { statistics: { beforeGC: { heapStatistics: { usedHeapSize: number } }; afterGC: { heapStatistics: { usedHeapSize: number } } }[] };
+  let total = 0;
+  let after = start;
+  for (const gc of statistics) {
+    total += gc.beforeGC.heapStatistics.usedHeapSize - after;
+    after = gc.afterGC.heapStatistics.usedHeapSize;
+  }
+  return (total + end - after) / CALLS;
+}
+
 const samples = new Map<string, number[]>(cases.map(({ rpc, stage }) => [`${rpc}|${stage}`, []]));
 // Warm-up: every stage optimised before anything is timed.
 for (const { run } of cases) timeOf(run);
+const allocated = new Map(cases.map(({ rpc, stage, run }) => [`${rpc}|${stage}`, allocatedOf(run)]));
 for (let round = 0; round < ROUNDS; round++) {
   for (const { rpc, stage, run } of cases) samples.get(`${rpc}|${stage}`)!.push(timeOf(run));
 }
@@ -38,11 +62,11 @@ const lines = [
   "",
   `Node ${process.version}; ${CALLS.toLocaleString("en-US")} calls per stage and round, ${ROUNDS} rounds (median, range). One cached key with a rate limit; the bench's request bytes.`,
   "",
-  "| RPC | stage | µs per call |",
-  "| --- | --- | ---: |",
+  "| RPC | stage | µs per call | bytes allocated per call |",
+  "| --- | --- | ---: | ---: |",
   ...cases.map(({ rpc, stage }) => {
     const values = samples.get(`${rpc}|${stage}`)!;
-    return `| ${rpc} | ${stage} | ${median(values).toFixed(3)} (${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)}) |`;
+    return `| ${rpc} | ${stage} | ${median(values).toFixed(3)} (${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)}) | ${Math.round(allocated.get(`${rpc}|${stage}`)!)} |`;
   }),
   "",
 ];

@@ -30,17 +30,19 @@ export interface Credential {
 }
 
 /** Looks a header up by lowercase name; repeated headers arrive joined with ",". */
-export type HeaderLookup = (lowercaseName: string) => string | undefined;
+export interface HeaderLookup {
+  header(lowercaseName: string): string | undefined;
+}
 
 /**
  * The API-key header wins over `authorization`, so a request may carry the key
  * in x-api-key and an unrelated bearer token for the upstream.
  */
-export function findCredential(get: HeaderLookup, options: CredentialOptions): Credential | undefined {
-  const raw = get(options.apiKeyHeader)?.trim();
+export function findCredential(headers: HeaderLookup, options: CredentialOptions): Credential | undefined {
+  const raw = headers.header(options.apiKeyHeader)?.trim();
   if (raw) return { key: raw, header: options.apiKeyHeader };
   if (options.acceptBearer) {
-    const bearer = parseBearer(get("authorization"));
+    const bearer = parseBearer(headers.header("authorization"));
     if (bearer) return { key: bearer, header: "authorization" };
   }
   return undefined;

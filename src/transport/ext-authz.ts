@@ -39,6 +39,7 @@ import {
   type CredentialOptions,
   type DenyOutcome,
   type Header,
+  type HeaderLookup,
 } from "./authz-response.js";
 import { createHeaderFilter, decodeCheckRequest, encodeCheckResponse, encodeCheckResponseFrame } from "./check-codec.js";
 import { lean, type UnaryMethod } from "./grpc-unary.js";
@@ -141,11 +142,11 @@ export function checkInputOf(request: CheckRequest): CheckInput {
  * as Envoy does. Only the credential headers' values are kept: nothing else
  * is ever looked up.
  */
-class RequestView {
+class RequestView implements HeaderLookup {
   private apiKey: string | undefined;
   private authorization: string | undefined;
-  /** Lowercase names of every x-keyward-* header the client sent, first-seen order. */
-  readonly identityHeaders: string[] = [];
+  /** Lowercase names of every x-keyward-* header the client sent, first-seen order (undefined: none). */
+  identityHeaders: string[] | undefined;
   // Created only when the client sends x-keyward-* headers; a Set keeps many of them linear.
   private identitySeen: Set<string> | undefined;
 
@@ -165,13 +166,15 @@ class RequestView {
       this.identitySeen ??= new Set();
       if (!this.identitySeen.has(lower)) {
         this.identitySeen.add(lower);
-        this.identityHeaders.push(lower);
+        (this.identityHeaders ??= []).push(lower);
       }
     }
   }
 
-  readonly get = (lowercaseName: string): string | undefined =>
-    lowercaseName === this.apiKeyHeader ? this.apiKey : lowercaseName === "authorization" ? this.authorization : undefined;
+  // A method, not an arrow property: no closure per request.
+  header(lowercaseName: string): string | undefined {
+    return lowercaseName === this.apiKeyHeader ? this.apiKey : lowercaseName === "authorization" ? this.authorization : undefined;
+  }
 }
 
 function denyMetadata(outcome: DenyOutcome): MetadataEntry[] {
@@ -214,7 +217,7 @@ export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
       if (header[1] === "") remove.push(header[0]);
       else set.push(header);
     }
-    if (view.identityHeaders.length > 0) {
+    if (view.identityHeaders !== undefined) {
       // The identity names are distinct, so only a name set or listed so far can repeat one.
       const taken = new Set(remove);
       for (const header of set) taken.add(header[0]);
@@ -244,7 +247,7 @@ export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
   const respond = (decision: Decision, view: RequestView, credentialHeader: string): CheckResult => {
     const record = decision.key;
     if (record === null) return INVALID;
-    if (decision.code === "valid" && view.identityHeaders.length === 0) {
+    if (decision.code === "valid" && view.identityHeaders === undefined) {
       const cache = credentialHeader === "authorization" ? sharedBearerAllows : sharedAllows;
       let shared = cache.get(record);
       if (shared === undefined) {
@@ -287,7 +290,7 @@ export function createCheckDecider(options: ExtAuthzOptions): CheckDecider {
 
   return (input) => {
     const view = new RequestView(credential.apiKeyHeader, input);
-    const found = findCredential(view.get, credential);
+    const found = findCredential(view, credential);
     if (!found) return MISSING;
     const scopes = requiredScopesOf(input.requiredScopes);
     let decision: Decision | Promise<Decision>;

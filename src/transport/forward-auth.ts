@@ -82,7 +82,7 @@ function send(req: PlainRequest, res: PlainResponse, outcome: AuthzOutcome): voi
 export function createForwardAuthHandler(options: ForwardAuthOptions): PlainHandler {
   const { verifier, credential, clock } = options;
   return (req, res) => {
-    const found = findCredential((name) => headerOf(req.headers, name), credential);
+    const found = findCredential({ header: (name) => headerOf(req.headers, name) }, credential);
     if (!found) return send(req, res, missingCredential());
     const fail = (error: unknown) => {
       options.onError?.(error);

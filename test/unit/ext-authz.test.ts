@@ -19,7 +19,7 @@ import { createCheckHandler, type ExtAuthzOptions } from "../../src/transport/ex
 import { ADMIN, createCore, issueInput } from "../helpers/core.js";
 
 const credential = { apiKeyHeader: "x-api-key", acceptBearer: true };
-const lookup = (headers: Record<string, string>) => (name: string) => headers[name];
+const lookup = (headers: Record<string, string>) => ({ header: (name: string) => headers[name] });
 
 describe("authz response mapping", () => {
   it("reads the API-key header first, then authorization: Bearer", () => {
