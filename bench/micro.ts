@@ -39,7 +39,7 @@ function allocatedOf(run: () => unknown): number {
   profiler.start();
   for (let i = 0; i < CALLS; i++) run();
   const end = used();
-  const { statistics } = profiler.stop() as unknown as { statistics: { beforeGC: { heapStatistics: { usedHeapSize: number } }; afterGC: { heapStatistics: { usedHeapSize: number } } }[] };
+  const { statistics } = profiler.stop();
   let total = 0;
   let after = start;
   for (const gc of statistics) {

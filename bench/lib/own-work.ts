@@ -69,6 +69,7 @@ export function createOwnWork(): OwnWork {
   const verifyPayload = verifyBody(key, SCOPES).subarray(5);
   const checkPayload = checkBody(key, SCOPES).subarray(5);
 
+  const whole = (method: UnaryMethod, payload: Uint8Array): Buffer => method.encodeFrame!(method.handle(method.decode(payload), noHeaders));
   function stages(rpc: "Verify" | "Check", method: UnaryMethod, payload: Uint8Array): OwnWorkCase[] {
     const input = method.decode(payload);
     const result = method.handle(input, noHeaders);
@@ -82,7 +83,6 @@ export function createOwnWork(): OwnWork {
       { rpc, stage: "all three", run: () => whole(method, payload) },
     ];
   }
-  const whole = (method: UnaryMethod, payload: Uint8Array): Buffer => method.encodeFrame!(method.handle(method.decode(payload), noHeaders));
 
   return {
     cases: [
