@@ -1,21 +1,21 @@
-// A lean gRPC unary path for the hot RPCs (Verify; later Check and health),
-// served straight off node:http2 streams. The generic Connect handler costs
+// A lean gRPC unary path for the hot RPCs (Verify, Check, health Check),
+// served straight off keyward's own HTTP/2 streams (h2/connection.ts). The generic Connect handler costs
 // ~85% of the transport's ceiling on this path (see the performance issue), so
 // these few methods are framed here while every other call, and every other
 // protocol, goes to connect-node. Protocol duties kept: framing, size limits,
 // grpc-encoding (identity/gzip/deflate), grpc-timeout deadlines, status and
 // message trailers, trailers-only errors.
-import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { gunzip, inflate } from "node:zlib";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toConnectError } from "./errors.js";
+import { H2Code, headerBlock, type H2Stream, type RequestHeaders } from "./h2/connection.js";
 
 export interface UnaryMethod<Req = unknown, Res = unknown> {
   /** "/package.Service/Method" */
   path: string;
   /** Parses the request message; throws a KeywardError (INVALID_ARGUMENT) on bad input. */
   decode(payload: Uint8Array): Req;
-  handle(request: Req, headers: IncomingHttpHeaders): Res | Promise<Res>;
+  handle(request: Req, headers: RequestHeaders): Res | Promise<Res>;
   encode(response: Res): Uint8Array;
   /** Optional: the gRPC frame (5-byte prefix + message) in one buffer, saving a copy. */
   encodeFrame?(response: Res): Buffer;
@@ -38,22 +38,19 @@ export interface GrpcUnaryOptions {
 
 export interface GrpcUnaryHandler {
   /** True when this stream is a gRPC (protobuf) call to one of the lean methods. */
-  accepts(headers: IncomingHttpHeaders): boolean;
-  serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void;
+  accepts(headers: RequestHeaders): boolean;
+  serve(stream: H2Stream): void;
 }
 
 const ACCEPT_ENCODING = "identity,deflate,gzip";
 const TIMEOUT_RE = /^(\d{1,8})([HMSmun])$/;
 const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 // grpc-accept-encoding is advertised on errors (where a client may need it), not
-// on every answer: one header less to encode per call.
+// on every answer. The answer's header blocks never change: encoded once.
 const RESPONSE_HEADERS = { ":status": 200, "content-type": "application/grpc" };
 const ERROR_HEADERS = { ...RESPONSE_HEADERS, "grpc-accept-encoding": ACCEPT_ENCODING };
-const OK_TRAILERS = { "grpc-status": "0" };
-// Shared listener: no closure per call on the hot path.
-function sendOkTrailers(this: ServerHttp2Stream): void {
-  this.sendTrailers(OK_TRAILERS);
-}
+const RESPONSE_BLOCK = headerBlock(RESPONSE_HEADERS);
+const OK_TRAILERS_BLOCK = headerBlock({ "grpc-status": "0" });
 
 export function isGrpcProtoContentType(contentType: string | undefined): boolean {
   if (contentType === "application/grpc" || contentType === "application/grpc+proto") return true;
@@ -73,9 +70,9 @@ export function encodeGrpcMessage(message: string): string {
       );
 }
 
-export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined | null {
+export function parseGrpcTimeout(value: string | undefined): number | undefined | null {
   if (value === undefined) return undefined;
-  const m = typeof value === "string" ? TIMEOUT_RE.exec(value) : null;
+  const m = TIMEOUT_RE.exec(value);
   if (!m) return null;
   return Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!;
 }
@@ -89,31 +86,23 @@ export function frame(payload: Uint8Array): Buffer {
   return out;
 }
 
-// Per-call state lives on the stream and the listeners are shared functions,
-// so a call allocates one object instead of a closure per event. It is taken
-// off the stream once the body is in: whatever hangs off a finished stream
-// lives as long as the stream does, which can be until a full GC (see
-// releaseListeners in server.ts).
-const kCall = Symbol("keyward.unaryCall");
-const kStart = Symbol("keyward.unaryStart");
+// Per-call state; the stream's callbacks are shared functions.
 interface CallState {
   method: UnaryMethod;
-  headers: IncomingHttpHeaders;
   first: Buffer | undefined;
   chunks: Buffer[] | undefined;
   total: number;
   failed: boolean;
   maxBytes: number;
-  onBody: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, body: Buffer) => void;
-  onTooBig: (stream: ServerHttp2Stream, method: UnaryMethod) => void;
+  onBody: (stream: H2Stream, method: UnaryMethod, body: Buffer) => void;
+  onTooBig: (stream: H2Stream, method: UnaryMethod) => void;
 }
-type CallStream = ServerHttp2Stream & { [kCall]: CallState | undefined; [kStart]: number };
 
-function ignore(): void {}
-
-function onCallData(this: CallStream, chunk: Buffer): void {
-  const call = this[kCall];
+function onCallData(this: H2Stream, chunk: Buffer): void {
+  const call = this.context as CallState | undefined;
   if (call === undefined || call.failed) return;
+  // The body is bounded by maxBytes below, so the window is given back at once.
+  this.release(chunk.length);
   call.total += chunk.length;
   if (call.total > call.maxBytes + 5) {
     call.failed = true;
@@ -124,12 +113,17 @@ function onCallData(this: CallStream, chunk: Buffer): void {
   else (call.chunks ??= [call.first]).push(chunk);
 }
 
-function onCallEnd(this: CallStream): void {
-  const call = this[kCall];
-  this[kCall] = undefined;
+function onCallEnd(this: H2Stream): void {
+  const call = this.context as CallState | undefined;
+  this.context = undefined;
   if (call === undefined || call.failed) return;
   const body = call.chunks ? Buffer.concat(call.chunks, call.total) : (call.first ?? Buffer.alloc(0));
-  call.onBody(this, call.headers, call.method, body);
+  call.onBody(this, call.method, body);
+}
+
+// A cancelled call's partial body is dropped with it.
+function onCallClose(this: H2Stream): void {
+  this.context = undefined;
 }
 
 export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
@@ -137,24 +131,23 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
   const maxBytes = options.maxMessageBytes;
 
   const onCall = options.onCall;
-  const finished = (stream: ServerHttp2Stream, path: string, code: number) =>
-    onCall?.(path, code, (performance.now() - (stream as CallStream)[kStart]) / 1000);
+  const finished = (stream: H2Stream, path: string, code: number) => onCall?.(path, code, (performance.now() - stream.startedAt) / 1000);
 
-  function sendError(stream: ServerHttp2Stream, error: ConnectError, path: string): void {
-    options.onError?.(error, path);
-    finished(stream, path, error.code);
-    if (stream.destroyed || stream.closed) return;
-    const trailers = { "grpc-status": String(error.code), "grpc-message": encodeGrpcMessage(error.rawMessage) };
-    if (!stream.headersSent) {
-      // Trailers-only response.
-      stream.respond({ ...ERROR_HEADERS, ...trailers }, { endStream: true });
-    } else if (!stream.writableEnded) {
-      stream.end();
-    }
+  function sendStatus(stream: H2Stream, code: number, message: string): void {
+    if (stream.closed) return;
+    // Trailers-only response; a client still sending is told to stop.
+    stream.sendHeaders(headerBlock({ ...ERROR_HEADERS, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(message) }), true);
+    if (!stream.remoteClosed) stream.reset(H2Code.NO_ERROR);
   }
 
-  function sendMessage(stream: ServerHttp2Stream, method: UnaryMethod, response: unknown): void {
-    if (stream.destroyed || stream.closed) return;
+  function sendError(stream: H2Stream, error: ConnectError, path: string): void {
+    options.onError?.(error, path);
+    finished(stream, path, error.code);
+    sendStatus(stream, error.code, error.rawMessage);
+  }
+
+  function sendMessage(stream: H2Stream, method: UnaryMethod, response: unknown): void {
+    if (stream.closed) return;
     let body: Buffer;
     try {
       body = method.encodeFrame ? method.encodeFrame(response) : frame(method.encode(response));
@@ -162,17 +155,14 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       sendError(stream, toConnectError(error), method.path);
       return;
     }
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    // `on`, not `once`: the event fires once per stream, and once() allocates a wrapper per call.
-    stream.on("wantTrailers", sendOkTrailers);
-    stream.end(body);
+    stream.respond(RESPONSE_BLOCK, body, OK_TRAILERS_BLOCK);
     finished(stream, method.path, 0);
   }
 
-  function run(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, payload: Uint8Array): void {
+  function run(stream: H2Stream, method: UnaryMethod, payload: Uint8Array): void {
     let result: unknown;
     try {
-      result = method.handle(method.decode(payload), headers);
+      result = method.handle(method.decode(payload), stream.headers);
     } catch (error) {
       sendError(stream, toConnectError(error), method.path);
       return;
@@ -181,7 +171,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
       sendMessage(stream, method, result);
       return;
     }
-    const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
+    const timeout = parseGrpcTimeout(stream.headers["grpc-timeout"]);
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
     if (typeof timeout === "number") {
@@ -207,7 +197,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     );
   }
 
-  function onBody(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: UnaryMethod, body: Buffer): void {
+  function onBody(stream: H2Stream, method: UnaryMethod, body: Buffer): void {
     if (body.length < 5) {
       sendError(stream, new ConnectError(body.length === 0 ? "missing request message" : "truncated message frame", Code.InvalidArgument), method.path);
       return;
@@ -224,10 +214,10 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     }
     const payload = body.subarray(5);
     if (!compressed) {
-      run(stream, headers, method, payload);
+      run(stream, method, payload);
       return;
     }
-    const encoding = headers["grpc-encoding"];
+    const encoding = stream.headers["grpc-encoding"];
     if (encoding === undefined || encoding === "identity") {
       sendError(stream, new ConnectError("compressed message without grpc-encoding", Code.Internal), method.path);
       return;
@@ -245,48 +235,36 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
         );
         return;
       }
-      run(stream, headers, method, plain);
+      run(stream, method, plain);
     });
   }
 
-  function onTooBig(stream: ServerHttp2Stream, method: UnaryMethod): void {
+  function onTooBig(stream: H2Stream, method: UnaryMethod): void {
+    // The error's RST_STREAM stops the rest of the body.
     sendError(stream, new ConnectError(`request message exceeds ${maxBytes} bytes`, Code.ResourceExhausted), method.path);
-    // Stop receiving the rest of an oversized body.
-    stream.close();
   }
 
   return {
     accepts(headers) {
       return headers[":method"] === "POST" && methods.has(headers[":path"] ?? "") && isGrpcProtoContentType(headers["content-type"]);
     },
-    serve(stream, headers) {
-      const method = methods.get(headers[":path"]!)!;
-      if (onCall) (stream as CallStream)[kStart] = performance.now();
-      // A client reset must never become an uncaught error.
-      stream.on("error", ignore);
-      const encoding = headers["grpc-encoding"];
+    serve(stream) {
+      const method = methods.get(stream.headers[":path"]!)!;
+      const encoding = stream.headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
         finished(stream, method.path, Code.Unimplemented);
-        if (!stream.headersSent) {
-          stream.respond(
-            {
-              ...ERROR_HEADERS,
-              "grpc-status": String(Code.Unimplemented),
-              "grpc-message": encodeGrpcMessage(`unsupported grpc-encoding "${String(encoding)}"; supported: ${ACCEPT_ENCODING}`),
-            },
-            { endStream: true },
-          );
-        }
+        sendStatus(stream, Code.Unimplemented, `unsupported grpc-encoding "${encoding}"; supported: ${ACCEPT_ENCODING}`);
         return;
       }
-      if (parseGrpcTimeout(headers["grpc-timeout"]) === null) {
+      if (parseGrpcTimeout(stream.headers["grpc-timeout"]) === null) {
         sendError(stream, new ConnectError("invalid grpc-timeout header", Code.InvalidArgument), method.path);
         return;
       }
-      const call: CallState = { method, headers, first: undefined, chunks: undefined, total: 0, failed: false, maxBytes, onBody, onTooBig };
-      (stream as CallStream)[kCall] = call;
-      stream.on("data", onCallData);
-      stream.on("end", onCallEnd);
+      const call: CallState = { method, first: undefined, chunks: undefined, total: 0, failed: false, maxBytes, onBody, onTooBig };
+      stream.context = call;
+      stream.ondata = onCallData;
+      stream.onend = onCallEnd;
+      stream.onclose = onCallClose;
     },
   };
 }

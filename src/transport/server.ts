@@ -1,20 +1,16 @@
 // One listening address for every protocol. In cleartext the first bytes of a
 // connection tell HTTP/2 prior knowledge (gRPC, h2c Connect/gRPC-Web) from
 // HTTP/1.1 (Connect, gRPC-Web, plain HTTP endpoints); with TLS, ALPN decides.
-// HTTP/2 streams for the lean gRPC methods are served straight off the stream;
-// everything else goes through connect-node's adapter.
+// HTTP/2 connections are keyward's own (h2/connection.ts): the lean gRPC
+// methods are answered there, every other stream goes on to node:http2 and
+// connect-node's adapter in-process (h2/inner-bridge.ts).
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import {
-  createServer as createHttp2Server,
-  type Http2ServerRequest,
-  type Http2ServerResponse,
-  type Http2Session,
-  type IncomingHttpHeaders,
-  type ServerHttp2Stream,
-} from "node:http2";
+import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Stream } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from "node:tls";
-import { encodeGrpcMessage, type GrpcUnaryHandler } from "./grpc-unary.js";
+import { encodeGrpcMessage, isGrpcProtoContentType, type GrpcUnaryHandler } from "./grpc-unary.js";
+import { H2Code, H2Connection, headerBlock, type H2Stream } from "./h2/connection.js";
+import { createInnerBridge } from "./h2/inner-bridge.js";
 
 export type HttpHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
@@ -120,26 +116,35 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
     });
     options.handler(req, res);
   });
+  const maxConcurrentStreams = options.maxConcurrentStreams ?? 1000;
+  // Serves the streams keyward's own HTTP/2 connections pass on (inner-bridge.ts).
   const http2 = createHttp2Server(
     {
       maxSessionMemory: 64,
       maxHeaderListPairs: 256,
-      settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1000, maxHeaderListSize: maxHeaderBytes },
+      settings: { maxConcurrentStreams, maxHeaderListSize: maxHeaderBytes },
     },
     (req: Http2ServerRequest, res: Http2ServerResponse) => {
       if (isGrpcContentType(req.headers["content-type"])) minimalGrpcMessageEncoding(res);
       options.handler(req, res);
     },
   );
-  // Route HTTP/2 streams ourselves: the lean path takes its methods, the rest
-  // go on to Node's compat layer (req/res), which connect-node needs.
-  const compat = http2.listeners("stream") as ((...args: unknown[]) => void)[];
-  http2.removeAllListeners("stream");
-  http2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
-    stream.on("close", releaseListeners);
-    if (options.unary.accepts(headers)) options.unary.serve(stream, headers);
-    else for (const listener of compat) listener.call(http2, stream, headers, flags, rawHeaders);
-  });
+  http2.on("stream", (stream: ServerHttp2Stream) => stream.on("close", releaseListeners));
+  const connections = new Set<H2Connection>();
+  const headersTooLarge = (stream: H2Stream) => {
+    const message = `request headers exceed ${maxHeaderBytes} bytes`;
+    // A gRPC client reads a status from trailers, anything else from :status.
+    if (isGrpcProtoContentType(stream.headers["content-type"]) || isGrpcContentType(stream.headers["content-type"])) {
+      stream.sendHeaders(
+        headerBlock({ ":status": 200, "content-type": "application/grpc", "grpc-status": "8", "grpc-message": encodeGrpcMessage(message) }),
+        true,
+      );
+    } else {
+      stream.sendHeaders(headerBlock({ ":status": 431, "content-type": "text/plain" }), false);
+      stream.sendData(Buffer.from(message), true);
+    }
+    if (!stream.remoteClosed) stream.reset(H2Code.NO_ERROR);
+  };
 
   const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
@@ -160,7 +165,25 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
     socket.on("error", ignore);
     socket.setNoDelay(true);
   };
-  const toHttp2 = (socket: Socket) => http2.emit("connection", socket);
+  const toHttp2 = (socket: Socket) => {
+    const bridge = createInnerBridge(http2);
+    const connection = new H2Connection(socket, {
+      maxConcurrentStreams,
+      maxHeaderListBytes: maxHeaderBytes,
+      onStream(stream) {
+        if (options.unary.accepts(stream.headers)) options.unary.serve(stream);
+        else bridge.forward(stream);
+      },
+      onHeadersTooLarge: headersTooLarge,
+      onClose() {
+        connections.delete(connection);
+        bridge.close();
+      },
+    });
+    connections.add(connection);
+    if (draining) connection.shutdown();
+    socket.resume();
+  };
   const toHttp1 = (socket: Socket) => {
     http1Active.set(socket, new Set());
     socket.once("close", () => http1Active.delete(socket));
@@ -181,11 +204,8 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       socket.off("data", onData);
       socket.pause();
       socket.unshift(seen);
-      if (isH2) {
-        // The HTTP/2 session takes the buffered bytes and then reads the native
-        // handle itself; resuming the JS stream here would steal its input.
-        toHttp2(socket);
-      } else {
+      if (isH2) toHttp2(socket);
+      else {
         toHttp1(socket);
         socket.resume();
       }
@@ -247,6 +267,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       draining = true;
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
       // GOAWAY: clients stop sending new streams; in-flight ones finish.
+      for (const connection of connections) connection.shutdown();
       for (const session of sessions) session.close();
       closeIdleHttp1();
       const idle = async () => {

@@ -1,9 +1,12 @@
-// What keyward's HTTP/2 server leaves on a stream once it is closed, on the
-// lean gRPC path and on the compat path alike: an empty listener table but for
-// the error guard. node:http2 hangs per-stream closures there, and when V8 has
-// moved those tables to the old generation they keep every finished stream
-// alive through scavenges (see releaseListeners in src/transport/server.ts).
+// What keyward's HTTP/2 server leaves on a stream once it is closed. On the
+// lean gRPC path (keyward's own streams): closed, with no call state or
+// callbacks still holding the body. On the compat path (node:http2 streams
+// behind the inner bridge): an empty listener table but for the error guard;
+// node:http2 hangs per-stream closures there, and when V8 has moved those
+// tables to the old generation they keep every finished stream alive through
+// scavenges (see releaseListeners in src/transport/server.ts).
 import { connect, type ServerHttp2Stream } from "node:http2";
+import type { H2Stream } from "../../src/transport/h2/connection.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { invalidArgument } from "../../src/core/errors.js";
 import { createGrpcUnaryHandler, frame } from "../../src/transport/grpc-unary.js";
@@ -13,6 +16,7 @@ const PATH = "/test.v1.Echo/Echo";
 let server: KeywardServer;
 let baseUrl: string;
 let streams: ServerHttp2Stream[];
+let lean: H2Stream[];
 
 beforeEach(async () => {
   const unary = createGrpcUnaryHandler({
@@ -30,12 +34,13 @@ beforeEach(async () => {
     ],
   });
   streams = [];
+  lean = [];
   server = createKeywardServer({
     unary: {
       accepts: (headers) => unary.accepts(headers),
-      serve: (stream, headers) => {
-        streams.push(stream);
-        unary.serve(stream, headers);
+      serve: (stream) => {
+        lean.push(stream);
+        unary.serve(stream);
       },
     },
     // Everything else goes through node's compat layer (req/res), as connect-node's adapter does.
@@ -83,14 +88,24 @@ async function closed(stream: ServerHttp2Stream): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
 }
 
-describe("a closed HTTP/2 stream keeps no listeners", () => {
+describe("a closed HTTP/2 stream keeps nothing of its call", () => {
   it.each([
-    ["lean path: an answered call", new Uint8Array([1, 2, 3]), {}, "0"],
-    ["lean path: a trailers-only error", new Uint8Array([0xff]), {}, "3"],
-    ["lean path: a call the client cancels", new Uint8Array([1, 2, 3]), { reset: true }, undefined],
-    ["compat path: an answered request", new Uint8Array([1]), { path: "/other" }, undefined],
-  ] as const)("%s", async (_name, body, options, status) => {
+    ["an answered call", new Uint8Array([1, 2, 3]), {}, "0"],
+    ["a trailers-only error", new Uint8Array([0xff]), {}, "3"],
+    ["a call the client cancels", new Uint8Array([1, 2, 3]), { reset: true }, undefined],
+  ] as const)("lean path: %s", async (_name, body, options, status) => {
     expect(await call(body, options)).toBe(status);
+    expect(lean).toHaveLength(1);
+    expect(streams).toHaveLength(0);
+    const stream = lean[0]!;
+    expect(stream.closed).toBe(true);
+    expect(stream.context).toBeUndefined();
+    expect(stream.pending).toBeUndefined();
+  });
+
+  it("compat path: an answered request", async () => {
+    expect(await call(new Uint8Array([1]), { path: "/other" })).toBeUndefined();
+    expect(lean).toHaveLength(0);
     expect(streams).toHaveLength(1);
     const stream = streams[0]!;
     await closed(stream);
