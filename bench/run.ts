@@ -44,6 +44,8 @@ const SCOPES = ["bench:read"];
 const SERVER_CPUS = "0";
 /** Below this share of a core during a max-throughput run, the server was starved, not loaded. */
 const MIN_SERVER_CPU = 0.85;
+// h2load's CPU this busy: the load generator, not the server, bounds req/s.
+const CLIENT_BOUND_CPU = 0.9;
 const LOAD_CPUS = "1";
 
 const resultsDir = fileURLToPath(new URL("../../../bench/results/", import.meta.url));
@@ -270,9 +272,12 @@ async function main(): Promise<void> {
             counter: s.target === "keyward" ? counter : undefined,
           });
         let run = await once();
-        // A server that got less than 85% of its CPU was starved by other work on this shared
-        // machine, not loaded by h2load: run again (twice at most) and say so in the row.
-        for (let retry = 0; retry < 2 && !s.http1 && (run.serverCpu ?? 1) < MIN_SERVER_CPU && run.problems.length === 0; retry++) {
+        // A server that got less than 85% of its CPU while h2load's CPU had room too was starved
+        // by other work on this shared machine: run again (twice at most) and say so in the row.
+        // With h2load's CPU busy, the client set the pace (keyward's HTTP/2 answers a call in a
+        // fraction of what h2load spends sending it): that is the measurement, not a disturbance.
+        const disturbed = (r: ScenarioRun) => (r.serverCpu ?? 1) < MIN_SERVER_CPU && (r.loadCpu ?? 0) < CLIENT_BOUND_CPU;
+        for (let retry = 0; retry < 2 && !s.http1 && disturbed(run) && run.problems.length === 0; retry++) {
           log(`  round ${round} ${s.id}: server CPU ${Math.round((run.serverCpu ?? 0) * 100)}%, disturbed; again`);
           retried.set(s.id, (retried.get(s.id) ?? 0) + 1);
           run = await once();
@@ -284,6 +289,7 @@ async function main(): Promise<void> {
       }
     }
     const medianRps = (id: ScenarioId) => median(runs.get(id)!.map((r) => r.result.rps));
+    const clientBound = (list: ScenarioRun[]) => list.every((r) => r.loadCpu !== undefined) && median(list.map((r) => r.loadCpu!)) >= CLIENT_BOUND_CPU;
     const ceilingRps = medianRps("ceiling");
     const healthRps = medianRps("health");
     // Ratios pair each round's run with the reference's run of the same round (seconds apart)
@@ -329,7 +335,14 @@ async function main(): Promise<void> {
         cpuUsPerCall: median(list.map((r) => ((r.serverCpu ?? NaN) / r.result.rps) * 1e6)),
         lookupsPer1000: calls > 0 ? (lookups * 1000) / calls : undefined,
         problems: list.flatMap((r) => r.problems),
-        note: [s.http1 ? "HTTP/1.1: one request in flight per connection" : "", retried.get(s.id) ? `${retried.get(s.id)} disturbed run(s) repeated` : ""].filter(Boolean).join("; ") || undefined,
+        note:
+          [
+            s.http1 ? "HTTP/1.1: one request in flight per connection" : "",
+            retried.get(s.id) ? `${retried.get(s.id)} disturbed run(s) repeated` : "",
+            clientBound(list) ? `client-bound: h2load's CPU ${Math.round(median(list.map((r) => r.loadCpu!)) * 100)}% busy, keyward's ${Math.round(median(list.map((r) => r.serverCpu ?? NaN)) * 100)}%` : "",
+          ]
+            .filter(Boolean)
+            .join("; ") || undefined,
       });
     }
 
@@ -470,26 +483,29 @@ async function main(): Promise<void> {
     if (code !== 0) fail("keyward stop", [`exit code ${code}`]);
     const storedBefore = await storedRequestCount(db.url, hot.verify.id);
 
-    // --- Worker processes: 1 vs 2 on the same CPUs (both), h2load on CPU 1 competing.
+    // --- Worker processes: 1 vs 2 on the same CPUs (both), h2load on CPU 1 competing. Measured
+    // on Connect JSON over HTTP/1.1: on the lean gRPC path one process already answers faster
+    // than h2load on one core can ask (rows 3 and 4 are client-bound), so only a path where
+    // keyward's CPU sets the pace can show what a second worker adds.
     const workerCpus = pinnedLoad ? "0,1" : undefined;
     const w1 = await startKeywardProcess({ env: { ...keywardEnv, KEYWARD_DATABASE_URL: db.url, KEYWARD_WORKERS: "1" }, cpus: workerCpus });
     servers.push(w1);
     const w2 = await startKeywardProcess({ env: { ...keywardEnv, KEYWARD_DATABASE_URL: db.url, KEYWARD_WORKERS: "2" }, cpus: workerCpus });
     servers.push(w2);
     await waitFor(() => /keyward workers listening/.test(w2.output()), 30_000, "2 workers listening");
-    const verifyHit = byId("verify-hit");
+    const workerScenario = byId("connect-json-h1");
     let validSent = 0;
     const workerRuns = new Map<number, ScenarioRun[]>();
-    const requests = planned.get("verify-hit")!;
+    const requests = planned.get("connect-json-h1")!;
     for (const [workers, server] of [[1, w1], [2, w2]] as const) {
       // Every worker loads the key once; a short run reaches them all.
-      const warm = await runScenario(verifyHit, { baseUrl: `http://127.0.0.1:${server.port}`, requests: 3_000, clients: SETTINGS.clients, streams: SETTINGS.streams, cpus: loadCpus, logFile });
+      const warm = await runScenario(workerScenario, { baseUrl: `http://127.0.0.1:${server.port}`, requests: 3_000, clients: SETTINGS.clients, streams: 1, cpus: loadCpus, logFile });
       validSent += 3_001;
       fail(`workers=${workers} warm-up`, warm.problems);
     }
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       for (const [workers, server] of [[1, w1], [2, w2]] as const) {
-        const run = await runScenario(verifyHit, { baseUrl: `http://127.0.0.1:${server.port}`, requests, clients: SETTINGS.clients, streams: SETTINGS.streams, cpus: loadCpus, logFile, serverPid: server.pid });
+        const run = await runScenario(workerScenario, { baseUrl: `http://127.0.0.1:${server.port}`, requests, clients: SETTINGS.clients, streams: 1, cpus: loadCpus, logFile, serverPid: server.pid });
         validSent += requests + 1;
         fail(`workers=${workers} round ${round}`, run.problems);
         workerRuns.set(workers, [...(workerRuns.get(workers) ?? []), run]);
@@ -511,11 +527,11 @@ async function main(): Promise<void> {
       const rpsList = list.map((r) => r.result.rps);
       const mid = [...list].sort((a, b) => a.result.rps - b.result.rps)[Math.floor(list.length / 2)]!;
       workerRows.push({
-        id: `verify-hit-workers-${workers}`,
-        item: "3w",
-        title: `Verify, cache hit, KEYWARD_WORKERS=${workers}`,
+        id: `connect-json-h1-workers-${workers}`,
+        item: "5w",
+        title: `Verify, Connect JSON over HTTP/1.1, cache hit, KEYWARD_WORKERS=${workers}`,
         client: "h2load",
-        concurrency: `${SETTINGS.clients}×${SETTINGS.streams}`,
+        concurrency: `${SETTINGS.clients}×1`,
         runs: list.length,
         rps: median(rpsList),
         rpsMin: Math.min(...rpsList),
@@ -537,8 +553,12 @@ async function main(): Promise<void> {
     const q = (prefix: string) => queries.find((r) => r.window.startsWith(prefix))!;
     const hitWrites = q("verify-hit").per1000.writes + q("check-hit").per1000.writes;
     const targets: Target[] = [
-      { target: "Verify hit ≥ 0.8× ceiling", measured: `${row("verify-hit").vsCeiling.toFixed(2)}×`, met: row("verify-hit").vsCeiling >= 0.8 },
-      { target: "Check hit ≥ 0.8× ceiling", measured: `${row("check-hit").vsCeiling.toFixed(2)}×`, met: row("check-hit").vsCeiling >= 0.8 },
+      ...(["verify-hit", "check-hit"] as const).map((id) => ({
+        target: `${id === "verify-hit" ? "Verify" : "Check"} hit ≥ 0.8× ceiling`,
+        // With the row client-bound, req/s understates keyward: CPU per call says what one core could serve.
+        measured: `${row(id).vsCeiling.toFixed(2)}× req/s${clientBound(runs.get(id)!) ? " (client-bound)" : ""}; CPU per call ${row(id).cpuUsPerCall!.toFixed(1)} vs ${row("ceiling").cpuUsPerCall!.toFixed(1)} µs (${(row("ceiling").cpuUsPerCall! / row(id).cpuUsPerCall!).toFixed(2)}× the calls per CPU-second)`,
+        met: row(id).vsCeiling >= 0.8,
+      })),
       { target: "Verify/Check hit above grpc-js's empty handler (≥ 14,500 req/s, the top of the issue's 12,200–14,500)", measured: `${Math.round(row("verify-hit").rps)} / ${Math.round(row("check-hit").rps)} req/s`, met: Math.min(row("verify-hit").rps, row("check-hit").rps) >= 14_500 },
       { target: "malformed ≥ Verify hit throughput", measured: `${Math.round(row("verify-malformed").rps)} vs ${Math.round(row("verify-hit").rps)} req/s`, met: row("verify-malformed").rps >= row("verify-hit").rps },
       { target: "malformed and repeated unknown: no database reads", measured: `${row("verify-malformed").lookupsPer1000?.toFixed(3)} / ${row("verify-unknown-repeated").lookupsPer1000?.toFixed(3)} reads per 1k`, met: (row("verify-malformed").lookupsPer1000 ?? 1) === 0 && (row("verify-unknown-repeated").lookupsPer1000 ?? 1) === 0 },

@@ -216,6 +216,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const server = createKeywardServer({
     handler,
     unary,
+    onError: (err) => logger.error({ err }, "HTTP/2 connection closed after an internal error"),
     tls: tlsFiles && (() => loadTlsSettings(tlsFiles)),
   });
   const reloadTls = (why: string) => {

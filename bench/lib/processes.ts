@@ -182,6 +182,19 @@ export function machineLoad(): { loadAverage: number[]; cpus: number } {
   return { loadAverage: [a!, b!, c!], cpus: Number(execFileSync("nproc").toString().trim()) };
 }
 
+/** Busy seconds (all but idle and iowait) of the CPUs in a taskset list ("1", "0,1"), so far (Linux /proc/stat). */
+export function cpuBusySeconds(cpuList: string): number {
+  const wanted = new Set(cpuList.split(",").map((c) => `cpu${c.trim()}`));
+  let busy = 0;
+  for (const line of readFileSync("/proc/stat", "utf8").split("\n")) {
+    const [name, ...ticks] = line.split(" ");
+    if (!wanted.has(name!)) continue;
+    const t = ticks.map(Number);
+    busy += t.reduce((a, b) => a + b, 0) - t[3]! - t[4]!;
+  }
+  return busy / 100;
+}
+
 /** CPU time (user + system) a process and its live children have used so far, seconds (Linux /proc). */
 export function cpuSeconds(pid: number): number {
   const ticks = (p: number) => {

@@ -13,7 +13,7 @@ import { HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/
 import { VerifyCode } from "../../src/gen/keyward/v1/keys_pb.js";
 import type { AdminClient, IssuedKey } from "./admin.js";
 import { countsBetween, type StatementCounts } from "./pg-wire-counter.js";
-import { cpuSeconds } from "./processes.js";
+import { cpuBusySeconds, cpuSeconds } from "./processes.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { HealthCheckResponseSchema } from "../../src/gen/grpc/health/v1/health_pb.js";
@@ -247,6 +247,8 @@ export interface ScenarioRun {
   result: H2loadResult;
   /** Server CPU seconds per second of the run (its process and workers), when serverPid was given. */
   serverCpu?: number;
+  /** Busy share of the load generator's CPU(s) during the run, when they were pinned: near 1, the client set the pace. */
+  loadCpu?: number;
   /** keyward's SQL statements during the h2load run, when a counter was given. */
   counts?: StatementCounts;
   /** Empty when every check passed. */
@@ -273,6 +275,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   const before = usageKeyId ? await options.admin!.requestCount(usageKeyId) : 0;
   const start = options.counter?.counts();
   const cpuBefore = options.serverPid ? cpuSeconds(options.serverPid) : 0;
+  const loadBefore = options.cpus ? cpuBusySeconds(options.cpus) : 0;
   const result = await runH2load({
     url: `${options.baseUrl}${scenario.path}`,
     bodyFile: scenario.bodyFile,
@@ -285,11 +288,12 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     logFile: options.logFile,
   });
   const serverCpu = options.serverPid ? (cpuSeconds(options.serverPid) - cpuBefore) / result.elapsedSeconds : undefined;
+  const loadCpu = options.cpus ? (cpuBusySeconds(options.cpus) - loadBefore) / result.elapsedSeconds / options.cpus.split(",").length : undefined;
   const counts = start && options.counter ? countsBetween(start, options.counter.counts()) : undefined;
   problems.push(...h2loadProblems(result, bytesEach));
   if (usageKeyId) {
     const problem = await usageProblem(options.admin!, usageKeyId, before, result.requests);
     if (problem) problems.push(problem);
   }
-  return { scenario: scenario.id, answer, result, serverCpu, counts, problems };
+  return { scenario: scenario.id, answer, result, serverCpu, loadCpu, counts, problems };
 }

@@ -1,6 +1,6 @@
 // keyward's own transport with nothing behind it: the server keyward listens
-// with (src/transport/server.ts: protocol sniffing, stream routing, listener
-// release) and its lean gRPC path (src/transport/grpc-unary.ts: framing, size
+// with (src/transport/server.ts: protocol sniffing, keyward's HTTP/2
+// connection, stream routing) and its lean gRPC path (src/transport/grpc-unary.ts: framing, size
 // limit, grpc-timeout, trailers) serving one empty method at the ceiling's
 // path. Measured beside the raw ceiling it shows what the serving design costs
 // by itself; measured beside Health, Verify and Check, what keyward's work costs.

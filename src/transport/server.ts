@@ -24,6 +24,8 @@ export interface ServerOptions {
   maxHeaderBytes?: number;
   /** A connection that sends nothing for this long is closed. */
   idleTimeoutMs?: number;
+  /** An error thrown while an HTTP/2 connection was served; that connection is closed, the server goes on. */
+  onError?: (error: unknown) => void;
   /** Serve TLS (ALPN h2 and http/1.1) with what this returns; called again on reloadTls(). */
   tls?: () => TlsSettings;
 }
@@ -73,6 +75,7 @@ function minimalGrpcMessageEncoding(res: Http2ServerResponse): void {
 
 function ignore(): void {}
 
+// For the streams the bridge passes on (Connect, gRPC-Web, management):
 // node:http2 hangs per-stream closures on a stream's listener lists (a
 // 'finish' listener when the writable side shuts down). Under load with a
 // large heap V8 pretenures those lists: a closed stream's list then sits dead
@@ -175,6 +178,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
         else bridge.forward(stream);
       },
       onHeadersTooLarge: headersTooLarge,
+      onError: options.onError,
       onClose() {
         connections.delete(connection);
         bridge.close();

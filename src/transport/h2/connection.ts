@@ -231,6 +231,8 @@ export interface H2ConnectionOptions {
   maxHeaderListBytes: number;
   /** Called once when the connection is gone. */
   onClose?: () => void;
+  /** A handler threw while a frame was processed: the connection is closed (INTERNAL_ERROR), the process keeps serving. */
+  onError?: (error: unknown) => void;
 }
 
 /** Reusable header-block sink: builds the request's field object and notes malformed fields. */
@@ -509,7 +511,7 @@ export class H2Connection {
       else if (error instanceof HpackError) this.fail(H2Code.COMPRESSION_ERROR, "header block could not be decoded");
       else {
         this.fail(H2Code.INTERNAL_ERROR, "internal error");
-        throw error;
+        this.options.onError?.(error);
       }
     } finally {
       this.reading = false;
@@ -553,9 +555,10 @@ export class H2Connection {
       case CONTINUATION: {
         if (this.blockStream === 0 || id !== this.blockStream) throw new ConnectionError(H2Code.PROTOCOL_ERROR, "unexpected CONTINUATION");
         this.blockBytes += length;
-        // A block larger than the header list we accept is refused whole: it
-        // cannot be cut short without losing the HPACK state.
-        if (this.blockBytes > this.options.maxHeaderListBytes + 1024) throw new ConnectionError(H2Code.ENHANCE_YOUR_CALM, "header block too large");
+        // Header blocks are buffered whole (HPACK state needs all of it): past
+        // this size the connection is closed (CONTINUATION flood). Below it, a
+        // list over the limit gets a stream-level answer (onHeadersTooLarge).
+        if (this.blockBytes > Math.max(64 * 1024, 2 * this.options.maxHeaderListBytes)) throw new ConnectionError(H2Code.ENHANCE_YOUR_CALM, "header block too large");
         this.blockParts.push(Buffer.from(buf.subarray(start, end)));
         if (!(flags & END_HEADERS)) return;
         const block = Buffer.concat(this.blockParts);

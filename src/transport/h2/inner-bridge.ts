@@ -98,9 +98,10 @@ export function createInnerBridge(server: Http2Server): InnerBridge {
       });
       inner.on("error", () => {});
       inner.on("close", () => {
-        if (ended || stream.closed) return;
-        ended = true;
-        // Reset inside (or the session went away) before the answer ended.
+        // Answered in full, the stream is closed (or its end queued) by now.
+        // Otherwise it was reset inside, or the session went away, first.
+        if (stream.closed) return;
+        early = undefined;
         const code = inner.rstCode;
         stream.reset(code === undefined || code === H2Code.NO_ERROR ? H2Code.INTERNAL_ERROR : code);
       });
