@@ -96,19 +96,28 @@ interface CallState {
   maxBytes: number;
   onBody: (stream: H2Stream, method: UnaryMethod, body: Buffer) => void;
   onTooBig: (stream: H2Stream, method: UnaryMethod) => void;
+  onBusy: (stream: H2Stream, method: UnaryMethod) => void;
 }
 
 function onCallData(this: H2Stream, chunk: Buffer): void {
   const call = this.context as CallState | undefined;
   if (call === undefined || call.failed) return;
-  // The body is bounded by maxBytes below, so the window is given back at once.
-  this.release(chunk.length);
-  call.total += chunk.length;
-  if (call.total > call.maxBytes + 5) {
+  // The body is bounded by maxBytes below and by what the connection may
+  // hold, so the window is given back at once.
+  if (call.total + chunk.length > call.maxBytes + 5) {
     call.failed = true;
+    this.connection.releaseBody(call.total);
     call.onTooBig(this, call.method);
     return;
   }
+  if (!this.connection.holdBody(chunk.length)) {
+    call.failed = true;
+    this.connection.releaseBody(call.total);
+    call.onBusy(this, call.method);
+    return;
+  }
+  this.release(chunk.length);
+  call.total += chunk.length;
   if (call.first === undefined) call.first = chunk;
   else (call.chunks ??= [call.first]).push(chunk);
 }
@@ -117,13 +126,16 @@ function onCallEnd(this: H2Stream): void {
   const call = this.context as CallState | undefined;
   this.context = undefined;
   if (call === undefined || call.failed) return;
+  this.connection.releaseBody(call.total);
   const body = call.chunks ? Buffer.concat(call.chunks, call.total) : (call.first ?? Buffer.alloc(0));
   call.onBody(this, call.method, body);
 }
 
 // A cancelled call's partial body is dropped with it.
 function onCallClose(this: H2Stream): void {
+  const call = this.context as CallState | undefined;
   this.context = undefined;
+  if (call !== undefined && !call.failed) this.connection.releaseBody(call.total);
 }
 
 export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHandler {
@@ -244,6 +256,10 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
     sendError(stream, new ConnectError(`request message exceeds ${maxBytes} bytes`, Code.ResourceExhausted), method.path);
   }
 
+  function onBusy(stream: H2Stream, method: UnaryMethod): void {
+    sendError(stream, new ConnectError("too many request bytes in flight on this connection", Code.ResourceExhausted), method.path);
+  }
+
   return {
     accepts(headers) {
       return headers[":method"] === "POST" && methods.has(headers[":path"] ?? "") && isGrpcProtoContentType(headers["content-type"]);
@@ -260,7 +276,7 @@ export function createGrpcUnaryHandler(options: GrpcUnaryOptions): GrpcUnaryHand
         sendError(stream, new ConnectError("invalid grpc-timeout header", Code.InvalidArgument), method.path);
         return;
       }
-      const call: CallState = { method, first: undefined, chunks: undefined, total: 0, failed: false, maxBytes, onBody, onTooBig };
+      const call: CallState = { method, first: undefined, chunks: undefined, total: 0, failed: false, maxBytes, onBody, onTooBig, onBusy };
       stream.context = call;
       stream.ondata = onCallData;
       stream.onend = onCallEnd;

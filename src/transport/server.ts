@@ -22,6 +22,8 @@ export interface ServerOptions {
   maxConcurrentStreams?: number;
   /** Largest header block accepted, bytes. */
   maxHeaderBytes?: number;
+  /** Request body bytes the lean path may hold at once per HTTP/2 connection (default 64 MiB). */
+  maxHeldBodyBytes?: number;
   /** A connection that sends nothing for this long is closed. */
   idleTimeoutMs?: number;
   /** An error thrown while an HTTP/2 connection was served; that connection is closed, the server goes on. */
@@ -173,6 +175,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
     const connection = new H2Connection(socket, {
       maxConcurrentStreams,
       maxHeaderListBytes: maxHeaderBytes,
+      maxHeldBodyBytes: options.maxHeldBodyBytes,
       onStream(stream) {
         if (options.unary.accepts(stream.headers)) options.unary.serve(stream);
         else bridge.forward(stream);

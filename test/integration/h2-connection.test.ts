@@ -17,7 +17,7 @@ const [DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_U
 let server: KeywardServer;
 let port: number;
 
-async function start(maxConcurrentStreams?: number): Promise<void> {
+async function start(maxConcurrentStreams?: number, maxHeldBodyBytes?: number): Promise<void> {
   const unary = createGrpcUnaryHandler({
     maxMessageBytes: 1 << 20,
     methods: [{ path: ECHO, decode: (p) => p, handle: (r) => r, encode: (r) => r as Uint8Array }],
@@ -25,6 +25,7 @@ async function start(maxConcurrentStreams?: number): Promise<void> {
   server = createKeywardServer({
     unary,
     maxConcurrentStreams,
+    maxHeldBodyBytes,
     // The bridge's side: a body of the size asked for, or a reset.
     handler: (req, res) => {
       const url = new URL(req.url ?? "/", "http://x");
@@ -244,6 +245,26 @@ describe("raw frames", () => {
       c.send(frameBytes(DATA, 0x1, 1, frame(Buffer.from("a"))), frameBytes(DATA, 0x1, 3, frame(Buffer.from("b"))));
       await c.waitFor((f) => f.type === HEADERS && f.id === 3 && (f.flags & 1) === 1);
       await c.waitFor((f) => f.type === HEADERS && f.id === 1 && (f.flags & 1) === 1);
+    } finally {
+      c.close();
+    }
+  });
+
+  it("answers RESOURCE_EXHAUSTED to a call whose body would pass what the connection may hold, and serves the others", async () => {
+    await server.close(100);
+    await start(undefined, 100_000);
+    const c = new RawClient();
+    try {
+      const step = 15_000;
+      const message = frame(Buffer.alloc(4 * 15_000));
+      c.send(frameBytes(HEADERS, 0x4, 1, grpcRequest()), frameBytes(HEADERS, 0x4, 3, grpcRequest()));
+      // 60 KB of stream 1, then 60 KB of stream 3: the second passes the 100 KB budget.
+      for (const id of [1, 3]) for (let at = 0; at < message.length; at += step) c.send(frameBytes(DATA, 0, id, message.subarray(at, at + step)));
+      await c.waitFor((f) => f.type === HEADERS && f.id === 3);
+      expect(c.headerBlocks(3)[0]).toEqual(expect.arrayContaining([["grpc-status", "8"]]));
+      c.send(frameBytes(DATA, 0x1, 1));
+      await c.waitFor((f) => f.type === HEADERS && f.id === 1 && (f.flags & 1) === 1);
+      expect(c.headerBlocks(1).at(-1)).toEqual([["grpc-status", "0"]]);
     } finally {
       c.close();
     }

@@ -229,6 +229,13 @@ export interface H2ConnectionOptions {
   onHeadersTooLarge(stream: H2Stream): void;
   maxConcurrentStreams: number;
   maxHeaderListBytes: number;
+  /**
+   * Request body bytes handlers may hold at once on this connection (see
+   * holdBody): stream windows bound what is in flight, not what a handler
+   * collects once it has granted the window back. Default 64 MiB, node:http2's
+   * maxSessionMemory as keyward set it.
+   */
+  maxHeldBodyBytes?: number;
   /** Called once when the connection is gone. */
   onClose?: () => void;
   /** A handler threw while a frame was processed: the connection is closed (INTERNAL_ERROR), the process keeps serving. */
@@ -299,11 +306,14 @@ export class H2Connection {
   private dead = false;
   private resetsWindowStart = 0;
   private resets = 0;
+  private heldBody = 0;
+  private readonly maxHeldBody: number;
 
   constructor(
     private readonly socket: Socket,
     private readonly options: H2ConnectionOptions,
   ) {
+    this.maxHeldBody = options.maxHeldBodyBytes ?? 64 * 1024 * 1024;
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => {
       if (!this.dead) socket.resume();
@@ -326,6 +336,18 @@ export class H2Connection {
   /** Streams open now. */
   get activeStreams(): number {
     return this.streams.size;
+  }
+
+  /** Counts `bytes` of request body a handler keeps; false (nothing counted) when the connection's budget would be passed. */
+  holdBody(bytes: number): boolean {
+    if (this.heldBody + bytes > this.maxHeldBody) return false;
+    this.heldBody += bytes;
+    return true;
+  }
+
+  /** Gives back what holdBody counted. */
+  releaseBody(bytes: number): void {
+    this.heldBody -= bytes;
   }
 
   /** Graceful close: GOAWAY now, the socket ends once open streams have answered. */

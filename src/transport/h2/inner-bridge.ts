@@ -46,7 +46,7 @@ export function createInnerBridge(server: Http2Server): InnerBridge {
   return {
     forward(stream) {
       session ??= open();
-      const request: Record<string, string> = {};
+      const request = Object.create(null) as Record<string, string>;
       for (const name in stream.headers) request[name] = stream.headers[name]!;
       let inner: ClientHttp2Stream;
       try {
