@@ -189,8 +189,9 @@ export function cpuBusySeconds(cpuList: string): number {
   for (const line of readFileSync("/proc/stat", "utf8").split("\n")) {
     const [name, ...ticks] = line.split(" ");
     if (!wanted.has(name!)) continue;
-    const t = ticks.map(Number);
-    busy += t.reduce((a, b) => a + b, 0) - t[3]! - t[4]!;
+    // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+    const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number);
+    busy += user! + nice! + system! + irq! + softirq! + steal!;
   }
   return busy / 100;
 }

@@ -276,6 +276,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   const start = options.counter?.counts();
   const cpuBefore = options.serverPid ? cpuSeconds(options.serverPid) : 0;
   const loadBefore = options.cpus ? cpuBusySeconds(options.cpus) : 0;
+  const wallBefore = performance.now();
   const result = await runH2load({
     url: `${options.baseUrl}${scenario.path}`,
     bodyFile: scenario.bodyFile,
@@ -288,7 +289,8 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
     logFile: options.logFile,
   });
   const serverCpu = options.serverPid ? (cpuSeconds(options.serverPid) - cpuBefore) / result.elapsedSeconds : undefined;
-  const loadCpu = options.cpus ? (cpuBusySeconds(options.cpus) - loadBefore) / result.elapsedSeconds / options.cpus.split(",").length : undefined;
+  // Over the wall time around h2load (its start and connections included), not h2load's own timing.
+  const loadCpu = options.cpus ? (cpuBusySeconds(options.cpus) - loadBefore) / ((performance.now() - wallBefore) / 1000) / options.cpus.split(",").length : undefined;
   const counts = start && options.counter ? countsBetween(start, options.counter.counts()) : undefined;
   problems.push(...h2loadProblems(result, bytesEach));
   if (usageKeyId) {
