@@ -24,13 +24,14 @@ import { createDatabase, type Database } from "./storage/database.js";
 import { createAuthorizationService, createCheckHandler, createCheckMethod } from "./transport/ext-authz.js";
 import { createForwardAuthHandler } from "./transport/forward-auth.js";
 import { createGrpcUnaryHandler } from "./transport/grpc-unary.js";
+import { createH2ConnectHandler } from "./transport/h2/connect-streams.js";
 import { createHealthCheckMethod, createHealthService, createHealthState, type HealthState } from "./transport/health.js";
 import { createHttpRoutes } from "./transport/http-routes.js";
 import { createKeyService, createVerifyMethod } from "./transport/key-service.js";
 import { packApiKey } from "./transport/verify-codec.js";
 import { createRoutes, createRpcInterceptor } from "./transport/routes.js";
 import { createMetrics } from "./metrics.js";
-import { Code } from "@connectrpc/connect";
+import { Code, createConnectRouter } from "@connectrpc/connect";
 import { createReflectionServices, reflectionServiceDescs } from "./transport/reflection.js";
 import { createKeywardServer, type KeywardServer, type TlsSettings } from "./transport/server.js";
 import { readFileSync, unwatchFile, watchFile } from "node:fs";
@@ -164,17 +165,17 @@ export async function createApp(options: AppOptions): Promise<App> {
   const check = createCheckHandler(checkOptions);
 
   const shutdown = new AbortController();
-  const connectHandler = connectNodeAdapter({
-    routes: createRoutes({
-      keyService,
-      settingsService,
-      auditService: createAuditService({ audit: createAuditReader({ store: database.audit }), auth }),
-      reflection: createReflectionServices({
-        services: [KeyService, SettingsService, AuditService, Authorization, Health, ...reflectionServiceDescs],
-      }),
-      authorization: createAuthorizationService(check),
-      health: createHealthService(health),
+  const routes = createRoutes({
+    keyService,
+    settingsService,
+    auditService: createAuditService({ audit: createAuditReader({ store: database.audit }), auth }),
+    reflection: createReflectionServices({
+      services: [KeyService, SettingsService, AuditService, Authorization, Health, ...reflectionServiceDescs],
     }),
+    authorization: createAuthorizationService(check),
+    health: createHealthService(health),
+  });
+  const connectOptions = {
     interceptors: [createRpcInterceptor({ logger, onCall: metrics.call, hotPathLogSampleRate: config.logSampleRate })],
     acceptCompression: [compressionGzip, compressionBrotli],
     readMaxBytes: config.maxMessageBytes,
@@ -183,7 +184,11 @@ export async function createApp(options: AppOptions): Promise<App> {
     writeMaxBytes: 16 * 1024 * 1024,
     maxTimeoutMs: 5 * 60_000,
     shutdownSignal: shutdown.signal,
-  });
+  };
+  // HTTP/1.1 through connect-node's adapter; HTTP/2 straight off keyward's streams, same router options.
+  const connectHandler = connectNodeAdapter({ ...connectOptions, routes });
+  const rpcRouter = createConnectRouter(connectOptions);
+  routes(rpcRouter);
   // Like onAuthzError: one line per outage, not one per failed lookup.
   const onLeanFault = throttled(5_000, (fields: unknown, suppressed: number) =>
     logger.error({ ...(fields as object), suppressed }, "rpc failed"),
@@ -216,6 +221,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const server = createKeywardServer({
     handler,
     unary,
+    rpc: createH2ConnectHandler({ router: rpcRouter, onError: (err) => logger.error({ err }, "rpc handler failed") }),
     onError: (err) => logger.error({ err }, "HTTP/2 connection closed after an internal error"),
     tls: tlsFiles && (() => loadTlsSettings(tlsFiles)),
   });

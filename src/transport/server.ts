@@ -2,14 +2,16 @@
 // connection tell HTTP/2 prior knowledge (gRPC, h2c Connect/gRPC-Web) from
 // HTTP/1.1 (Connect, gRPC-Web, plain HTTP endpoints); with TLS, ALPN decides.
 // HTTP/2 connections are keyward's own (h2/connection.ts): the lean gRPC
-// methods are answered there, every other stream goes on to node:http2 and
-// connect-node's adapter in-process (h2/inner-bridge.ts).
+// methods are answered there, other RPCs go to connect-node's router on the
+// same streams (h2/connect-streams.ts), and the rest (plain HTTP routes) on to
+// node:http2 in-process (h2/inner-bridge.ts).
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Stream } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from "node:tls";
 import { encodeGrpcMessage, isGrpcProtoContentType, type GrpcUnaryHandler } from "./grpc-unary.js";
 import { H2Code, H2Connection, headerBlock, type H2Stream } from "./h2/connection.js";
+import type { H2ConnectHandler } from "./h2/connect-streams.js";
 import { createInnerBridge } from "./h2/inner-bridge.js";
 
 export type HttpHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
@@ -18,6 +20,8 @@ export interface ServerOptions {
   /** Serves every request the lean path does not take (connect-node adapter, plain HTTP routes). */
   handler: HttpHandler;
   unary: GrpcUnaryHandler;
+  /** RPCs answered straight off keyward's HTTP/2 streams through connect-node's router (h2/connect-streams.ts); on HTTP/1.1 `handler` serves them. */
+  rpc?: H2ConnectHandler;
   /** Concurrent streams per HTTP/2 connection. */
   maxConcurrentStreams?: number;
   /** Largest header block accepted, bytes. */
@@ -178,6 +182,7 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
       maxHeldBodyBytes: options.maxHeldBodyBytes,
       onStream(stream) {
         if (options.unary.accepts(stream.headers)) options.unary.serve(stream);
+        else if (options.rpc?.accepts(stream.headers)) options.rpc.serve(stream);
         else bridge.forward(stream);
       },
       onHeadersTooLarge: headersTooLarge,
