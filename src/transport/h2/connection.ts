@@ -114,7 +114,6 @@ export class H2Stream {
   remoteClosed = false;
   /** We have sent END_STREAM or reset the stream. */
   localClosed = false;
-  headersSent = false;
   /** Bytes the peer may still send before we grant more. */
   recvWindow = DEFAULT_WINDOW;
   private released = 0;
@@ -140,7 +139,6 @@ export class H2Stream {
   /** Sends a header block (HPACK-encoded, see encodeHeaderBlock); endStream for trailers. */
   sendHeaders(block: Buffer, endStream: boolean): void {
     if (this.localClosed) return;
-    this.headersSent = true;
     if (this.pending !== undefined) {
       this.pending.push({ headers: block, end: endStream });
       if (endStream) this.localClosed = true;
@@ -180,7 +178,6 @@ export class H2Stream {
       this.sendHeaders(trailers, true);
       return;
     }
-    this.headersSent = true;
     this.sendWindow -= n;
     c.sendWindow -= n;
     const out = Buffer.allocUnsafe(27 + headers.length + n + trailers.length);
@@ -333,11 +330,6 @@ export class H2Connection {
     this.flush();
   }
 
-  /** Streams open now. */
-  get activeStreams(): number {
-    return this.streams.size;
-  }
-
   /** Counts `bytes` of request body a handler keeps; false (nothing counted) when the connection's budget would be passed. */
   holdBody(bytes: number): boolean {
     if (this.heldBody + bytes > this.maxHeldBody) return false;
@@ -359,14 +351,12 @@ export class H2Connection {
     if (this.streams.size === 0) this.endSocket();
   }
 
-  destroy(): void {
-    this.socket.destroy();
-  }
-
   // ---- output ----
 
   /** @internal */
   write(bytes: Buffer): void {
+    // Gone: late answers (a database lookup finishing) have nowhere to go.
+    if (this.dead) return;
     this.out.push(bytes);
     this.outBytes += bytes.length;
     if (!this.reading) this.scheduleFlush();
