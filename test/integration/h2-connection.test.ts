@@ -4,6 +4,7 @@
 // lean path and through the bridge to node:http2.
 import { connect as http2Connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from "node:http2";
 import { connect as netConnect, type Socket } from "node:net";
+import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createGrpcUnaryHandler, frame } from "../../src/transport/grpc-unary.js";
 import { H2Code } from "../../src/transport/h2/connection.js";
@@ -16,6 +17,8 @@ const [DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_U
 
 let server: KeywardServer;
 let port: number;
+// Errors a handler or the connection code threw (the server closes that connection and goes on): none expected.
+let internalErrors: unknown[] = [];
 
 async function start(maxConcurrentStreams?: number, maxHeldBodyBytes?: number): Promise<void> {
   const unary = createGrpcUnaryHandler({
@@ -26,6 +29,7 @@ async function start(maxConcurrentStreams?: number, maxHeldBodyBytes?: number): 
     unary,
     maxConcurrentStreams,
     maxHeldBodyBytes,
+    onError: (error) => internalErrors.push(error),
     // The bridge's side: a body of the size asked for, or a reset.
     handler: (req, res) => {
       const url = new URL(req.url ?? "/", "http://x");
@@ -39,8 +43,14 @@ async function start(maxConcurrentStreams?: number, maxHeldBodyBytes?: number): 
   port = (await server.listen("127.0.0.1", 0)).port;
 }
 
-beforeEach(() => start());
-afterEach(() => server.close(500));
+beforeEach(() => {
+  internalErrors = [];
+  return start();
+});
+afterEach(async () => {
+  await server.close(500);
+  expect(internalErrors).toEqual([]);
+});
 
 function frameBytes(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const head = Buffer.alloc(9);
@@ -303,6 +313,48 @@ describe("raw frames", () => {
       expect(c.headerBlocks(3)[0]).toEqual(expect.arrayContaining([[":status", "431"]]));
     } finally {
       c.close();
+    }
+  });
+});
+
+describe("structured frame fuzzing", () => {
+  // Random sequences of well-framed frames after a valid preface and SETTINGS, so the parser's
+  // deeper states (open streams, CONTINUATION, flow control) are reached, unlike random bytes.
+  // Whatever they do, the process must not throw and a new client must still be answered.
+  const RUNS = Number(process.env.KEYWARD_FUZZ_RUNS ?? 1000);
+  const anyFrame = fc.record({
+    type: fc.integer({ min: 0, max: 10 }),
+    flags: fc.constantFrom(0, 0x1, 0x4, 0x5, 0x8, 0x9, 0x20, 0x25, 0xff),
+    id: fc.constantFrom(0, 1, 2, 3, 5, 7, 0x7fffffff),
+    payload: fc.oneof(
+      fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
+      fc.constant(grpcRequest()),
+      fc.constant(frame(Buffer.from("hi"))),
+      fc.constant(Buffer.from([0, 0, 0, 1])),
+      fc.constant(Buffer.from([0, 4, 0, 0, 0, 0])),
+    ),
+  });
+
+  it("survives random frame sequences and keeps answering other clients", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(anyFrame, { minLength: 1, maxLength: 12 }), async (frames) => {
+        const c = new RawClient();
+        try {
+          c.send(...frames.map((f) => frameBytes(f.type, f.flags, f.id, f.payload)));
+          await Promise.race([c.closed, new Promise((r) => setTimeout(r, 15))]);
+        } finally {
+          c.close();
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    const probe = new RawClient();
+    try {
+      probe.send(frameBytes(HEADERS, 0x4, 1, grpcRequest()), frameBytes(DATA, 0x1, 1, frame(Buffer.from("ok"))));
+      await probe.waitFor((f) => f.type === HEADERS && f.id === 1 && (f.flags & 1) === 1);
+      expect(probe.headerBlocks(1).at(-1)).toEqual([["grpc-status", "0"]]);
+    } finally {
+      probe.close();
     }
   });
 });
