@@ -6,7 +6,8 @@
 // workers (they inherit the flags and need no re-exec).
 //
 // Measured with `npm run bench:memory` and `npm run bench:flags` (see
-// bench/README.md): under load V8 lets the young generation grow to 2 × 64
+// bench/README.md) while node:http2 still carried every call (before session
+// 11; keyward's own HTTP/2 now creates no node:http2 stream per call): under load V8 lets the young generation grow to 2 × 64
 // MiB, most of it garbage, so RSS right after caching 100k keys was ~400 MiB
 // around ~150 MiB of live data. A 2 × 8 MiB young generation took ~100-200
 // MiB off RSS under load; CPU per cache hit stayed within the run-to-run
@@ -18,7 +19,7 @@
 // half its live size, not up to 4×): node:http2 frees each request's header
 // value strings and its stream's native half only in a full GC, and V8 does
 // not count that native memory. Once finished streams stopped being promoted
-// (releaseListeners in transport/server.ts), full GCs became rare and that
+// (a listener-table fix in transport/server.ts at the time), full GCs became rare and that
 // memory piled up (RSS 653 MiB after a million hits, 465 before); with it,
 // interleaved A/B at 100k cached keys: RSS 274 vs 465 MiB, CPU per hit -10%
 // vs the build before both changes. Without the listener fix the same flag

@@ -6,10 +6,10 @@
 // same streams (h2/connect-streams.ts), and the rest (plain HTTP routes) on to
 // node:http2 in-process (h2/inner-bridge.ts).
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Stream } from "node:http2";
+import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TLSSocket } from "node:tls";
-import { encodeGrpcMessage, isGrpcProtoContentType, type GrpcUnaryHandler } from "./grpc-unary.js";
+import { encodeGrpcMessage, type GrpcUnaryHandler } from "./grpc-unary.js";
 import { H2Code, H2Connection, headerBlock, type H2Stream } from "./h2/connection.js";
 import type { H2ConnectHandler } from "./h2/connect-streams.js";
 import { createInnerBridge } from "./h2/inner-bridge.js";
@@ -17,7 +17,7 @@ import { createInnerBridge } from "./h2/inner-bridge.js";
 export type HttpHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
 export interface ServerOptions {
-  /** Serves every request the lean path does not take (connect-node adapter, plain HTTP routes). */
+  /** HTTP/1.1 requests, and HTTP/2 ones neither the lean path nor `rpc` takes (plain HTTP routes; connect-node's adapter). */
   handler: HttpHandler;
   unary: GrpcUnaryHandler;
   /** RPCs answered straight off keyward's HTTP/2 streams through connect-node's router (h2/connect-streams.ts); on HTTP/1.1 `handler` serves them. */
@@ -56,48 +56,7 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const isGrpcContentType = (contentType: string | undefined) =>
   contentType !== undefined && /^application\/grpc(?![-\w])/i.test(contentType);
 
-/**
- * connect-node percent-encodes grpc-message with encodeURIComponent, and
- * grpc-js decodes it with decodeURI, which leaves %3B, %2C, %3A... in place.
- * Re-encode with the minimal escaping the gRPC spec asks for, which every
- * client decodes the same.
- */
-function minimalGrpcMessageEncoding(res: Http2ServerResponse): void {
-  const addTrailers = res.addTrailers.bind(res);
-  res.addTrailers = (trailers) => {
-    const message = (trailers as Record<string, unknown>)["grpc-message"];
-    if (typeof message === "string") {
-      let text = message;
-      try {
-        text = decodeURIComponent(message);
-      } catch {
-        // Already minimal or malformed: leave it as it is.
-      }
-      (trailers as Record<string, string>)["grpc-message"] = encodeGrpcMessage(text);
-    }
-    addTrailers(trailers);
-  };
-}
-
 function ignore(): void {}
-
-// For the streams the bridge passes on (Connect, gRPC-Web, management):
-// node:http2 hangs per-stream closures on a stream's listener lists (a
-// 'finish' listener when the writable side shuts down). Under load with a
-// large heap V8 pretenures those lists: a closed stream's list then sits dead
-// in the old generation still pointing at its young closure, which keeps the
-// whole stream (~2 KB of objects a call) alive through every scavenge until
-// the next full GC (bench/README.md, "Where the GC time goes"). Emptying the
-// table once the stream is closed cuts that link. node:http2's own
-// 'removeListener' listener goes first: with it in place, removeAllListeners()
-// emits an event per listener removed (~1.7 µs a call); without it, it just
-// starts a new, empty table. The error guard is put back, as a late error must
-// never go uncaught.
-function releaseListeners(this: ServerHttp2Stream): void {
-  this.removeAllListeners("removeListener");
-  this.removeAllListeners();
-  this.on("error", ignore);
-}
 
 export function createKeywardServer(options: ServerOptions): KeywardServer {
   const maxHeaderBytes = options.maxHeaderBytes ?? 16 * 1024;
@@ -126,24 +85,20 @@ export function createKeywardServer(options: ServerOptions): KeywardServer {
     options.handler(req, res);
   });
   const maxConcurrentStreams = options.maxConcurrentStreams ?? 1000;
-  // Serves the streams keyward's own HTTP/2 connections pass on (inner-bridge.ts).
+  // Serves the streams keyward's own HTTP/2 connections pass on (inner-bridge.ts): plain HTTP routes.
   const http2 = createHttp2Server(
     {
       maxSessionMemory: 64,
       maxHeaderListPairs: 256,
       settings: { maxConcurrentStreams, maxHeaderListSize: maxHeaderBytes },
     },
-    (req: Http2ServerRequest, res: Http2ServerResponse) => {
-      if (isGrpcContentType(req.headers["content-type"])) minimalGrpcMessageEncoding(res);
-      options.handler(req, res);
-    },
+    (req: Http2ServerRequest, res: Http2ServerResponse) => options.handler(req, res),
   );
-  http2.on("stream", (stream: ServerHttp2Stream) => stream.on("close", releaseListeners));
   const connections = new Set<H2Connection>();
   const headersTooLarge = (stream: H2Stream) => {
     const message = `request headers exceed ${maxHeaderBytes} bytes`;
     // A gRPC client reads a status from trailers, anything else from :status.
-    if (isGrpcProtoContentType(stream.headers["content-type"]) || isGrpcContentType(stream.headers["content-type"])) {
+    if (isGrpcContentType(stream.headers["content-type"])) {
       stream.sendHeaders(
         headerBlock({ ":status": 200, "content-type": "application/grpc", "grpc-status": "8", "grpc-message": encodeGrpcMessage(message) }),
         true,

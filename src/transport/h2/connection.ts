@@ -86,6 +86,12 @@ function frame(type: number, flags: number, id: number, payload: Buffer): Buffer
   return out;
 }
 
+/** Where a PADDED frame's content ends (RFC 9113 6.1): its first byte counts the padding at its end. */
+function unpaddedEnd(buf: Buffer, start: number, end: number): number {
+  if (end - start < 1 || buf[start]! >= end - start) throw new ConnectionError(H2Code.PROTOCOL_ERROR, "bad padding");
+  return end - buf[start]!;
+}
+
 function u32(value: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(value);
@@ -546,11 +552,7 @@ export class H2Connection {
         if (id === 0) throw new ConnectionError(H2Code.PROTOCOL_ERROR, "HEADERS on stream 0");
         let s = start;
         let e = end;
-        if (flags & PADDED) {
-          if (length < 1 || buf[s]! >= length) throw new ConnectionError(H2Code.PROTOCOL_ERROR, "bad padding");
-          e -= buf[s]!;
-          s++;
-        }
+        if (flags & PADDED) e = unpaddedEnd(buf, s++, e);
         let selfDependent = false;
         if (flags & PRIORITY_FLAG) {
           if (e - s < 5) throw new ConnectionError(H2Code.FRAME_SIZE_ERROR, "HEADERS too short for its priority");
@@ -630,9 +632,7 @@ export class H2Connection {
     let s = start;
     let e = end;
     if (flags & PADDED) {
-      if (length < 1 || buf[s]! >= length) throw new ConnectionError(H2Code.PROTOCOL_ERROR, "bad padding");
-      e -= buf[s]!;
-      s++;
+      e = unpaddedEnd(buf, s++, e);
       // Padding is flow-controlled but never reaches the handler: grant it back now.
       stream.release(s - start + (end - e));
     }
