@@ -1,8 +1,8 @@
 // A lean gRPC unary path for the hot RPCs (Verify, Check, health Check),
-// served straight off keyward's own HTTP/2 streams (h2/connection.ts). The generic Connect handler costs
-// ~85% of the transport's ceiling on this path (see the performance issue), so
-// these few methods are framed here while every other call, and every other
-// protocol, goes to connect-node. Protocol duties kept: framing, size limits,
+// served straight off keyward's own HTTP/2 streams (h2/connection.ts). The
+// generic Connect handler costs ~85% of the transport's ceiling on this path
+// (see the performance issue), so these few methods are framed here while
+// every other call, and every other protocol, goes to connect-node. Protocol duties kept: framing, size limits,
 // grpc-encoding (identity/gzip/deflate), grpc-timeout deadlines, status and
 // message trailers, trailers-only errors.
 import { gunzip, inflate } from "node:zlib";
