@@ -200,7 +200,8 @@ export class H2Stream {
 
   /** Ends the stream with RST_STREAM; NO_ERROR after a complete answer tells the peer to stop sending. */
   reset(code: number): void {
-    if (this.localClosed && this.pending === undefined && code !== H2Code.NO_ERROR) return;
+    // NO_ERROR follows a complete answer: while part of it is still queued, the answer goes first.
+    if (code === H2Code.NO_ERROR ? this.pending !== undefined : this.localClosed && this.pending === undefined) return;
     this.localClosed = true;
     this.pending = undefined;
     this.connection.writeFrame(RST_STREAM, 0, this.id, u32(code));
@@ -211,8 +212,9 @@ export class H2Stream {
   release(bytes: number): void {
     if (this.remoteClosed) return;
     this.released += bytes;
-    this.recvWindow += bytes;
     if (this.released >= DEFAULT_WINDOW / 2) {
+      // The peer's window grows when it hears of it: counted here only then.
+      this.recvWindow += this.released;
       this.connection.writeFrame(WINDOW_UPDATE, 0, this.id, u32(this.released));
       this.released = 0;
     }

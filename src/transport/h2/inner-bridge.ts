@@ -19,14 +19,10 @@ export interface InnerBridge {
   close(): void;
 }
 
-function responseHeaders(headers: IncomingHttpHeaders): Record<string, string | number | readonly string[]> {
-  const out: Record<string, string | number | readonly string[]> = {};
-  // :status first: pseudo-header fields precede the others.
-  out[":status"] = headers[":status"] ?? 200;
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name === ":status") continue;
-    out[name] = value;
-  }
+/** node:http2's header object as fields for headerBlock (pseudo-headers and symbols left out). */
+function fieldsOf(headers: IncomingHttpHeaders): Record<string, string | readonly string[]> {
+  const out: Record<string, string | readonly string[]> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined && name.charCodeAt(0) !== 0x3a) out[name] = value;
   return out;
 }
 
@@ -69,14 +65,14 @@ export function createInnerBridge(server: Http2Server): InnerBridge {
         if (!inner.writableEnded) inner.end();
       };
       stream.onclose = () => {
-        ended = true;
         if (!inner.closed) inner.close(constants.NGHTTP2_CANCEL);
       };
       stream.ondrain = () => inner.resume();
       inner.on("response", (headers, flags) => {
         const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
         if (endStream) ended = true;
-        stream.sendHeaders(headerBlock(responseHeaders(headers)), endStream);
+        // :status first: pseudo-header fields precede the others.
+        stream.sendHeaders(headerBlock({ ":status": headers[":status"] ?? 200, ...fieldsOf(headers) }), endStream);
         const waiting = early!;
         early = undefined;
         for (const send of waiting) send();
@@ -87,8 +83,7 @@ export function createInnerBridge(server: Http2Server): InnerBridge {
       });
       inner.on("trailers", (trailers: IncomingHttpHeaders) => {
         ended = true;
-        const fields: Record<string, string | readonly string[]> = {};
-        for (const [name, value] of Object.entries(trailers)) if (value !== undefined) fields[name] = value as string | readonly string[];
+        const fields = fieldsOf(trailers);
         inOrder(() => stream.sendHeaders(headerBlock(fields), true));
       });
       inner.on("end", () => {
