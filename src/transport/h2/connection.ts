@@ -50,8 +50,12 @@ const FRAME_SIZE = 16_384;
 const CONNECTION_WINDOW = 1 << 20;
 // Stop reading from a client that does not read its answers.
 const WRITE_HIGH_WATER = 1 << 20;
-// Streams a client may reset before we answer, per second (rapid reset, CVE-2023-44487).
-const PEER_RESETS_PER_SECOND = 1000;
+// Streams a client may reset before we answer (rapid reset, CVE-2023-44487): a
+// token bucket of 1,000 refilled at 33 a second, node:http2's own defaults
+// (streamResetBurst, streamResetRate). A fixed window would let a flood
+// through whenever a slow server spreads it over two windows.
+const PEER_RESET_BURST = 1000;
+const PEER_RESET_RATE = 33;
 
 /** Request header fields: lowercase names; repeated fields joined (", ", or "; " for cookie). */
 export type RequestHeaders = Record<string, string | undefined>;
@@ -309,8 +313,8 @@ export class H2Connection {
   private tableSizeUpdate: Buffer | undefined = undefined;
   private goingAway = false;
   private dead = false;
-  private resetsWindowStart = 0;
-  private resets = 0;
+  private resetTokens = PEER_RESET_BURST;
+  private resetTokensAt = 0;
   private heldBody = 0;
   private readonly maxHeldBody: number;
 
@@ -710,11 +714,9 @@ export class H2Connection {
     const stream = this.streams.get(id);
     if (stream === undefined) return;
     const now = performance.now();
-    if (now - this.resetsWindowStart > 1000) {
-      this.resetsWindowStart = now;
-      this.resets = 0;
-    }
-    if (++this.resets > PEER_RESETS_PER_SECOND) throw new ConnectionError(H2Code.ENHANCE_YOUR_CALM, "too many stream resets");
+    this.resetTokens = Math.min(PEER_RESET_BURST, this.resetTokens + ((now - this.resetTokensAt) / 1000) * PEER_RESET_RATE);
+    this.resetTokensAt = now;
+    if (--this.resetTokens < 0) throw new ConnectionError(H2Code.ENHANCE_YOUR_CALM, "too many stream resets");
     const open = !stream.localClosed || stream.pending !== undefined;
     stream.localClosed = true;
     stream.remoteClosed = true;
